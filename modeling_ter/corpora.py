@@ -39,9 +39,7 @@ from .audio import AUDIO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-EMOTION_LABELS: tuple[str, ...] = (
-    "anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"
-)  # fmt: skip
+EMOTION_LABELS: tuple[str, ...] = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
 # Per-corpus codes/words -> EMOTION_LABELS (keys lower-case). `None` marks a known label that is left out of the
 # vocabulary by convention (the item is skipped and counted, not an error):
@@ -411,10 +409,8 @@ def write_manifest(rows: Iterable[ManifestRow], csv_path: str | os.PathLike) -> 
         writer.writerow(MANIFEST_COLUMNS)
         for row in rows:
             files = ";".join(_relative(p, folder) for p in row.modality_files) or TEXT_ONLY
-            writer.writerow(
-                [row.corpus, _relative(row.path, folder), row.label, row.speaker_id, files, row.transcript or "",
-                 row.language or ""]
-            )  # fmt: skip
+            path, text, language = _relative(row.path, folder), row.transcript or "", row.language or ""
+            writer.writerow([row.corpus, path, row.label, row.speaker_id, files, text, language])
     return csv_path
 
 
@@ -492,8 +488,8 @@ def parse_emodb(root: str | os.PathLike) -> list[ManifestRow]:
         speaker, text_code, emotion = match.groups()
         label = _label_or_skip(emotion, "emodb", p.name, skipped)
         if label is not None:
-            rows.append(ManifestRow("emodb", str(p), label, f"emodb_{speaker}", (str(p),), EMODB_SENTENCES[text_code],
-                                    "de"))  # fmt: skip
+            transcript = EMODB_SENTENCES[text_code]
+            rows.append(ManifestRow("emodb", str(p), label, f"emodb_{speaker}", (str(p),), transcript, "de"))
     return _finish(rows, skipped, "emodb", root, "wav/03a01Fa.wav")
 
 
@@ -523,8 +519,8 @@ def parse_meld(root: str | os.PathLike, splits: Sequence[str] = ("train", "dev",
                 if not files and text is None:
                     logger.warning("MELD: %s has neither a clip nor an utterance; skipped.", ref)
                     continue
-                rows.append(ManifestRow("meld", files[0] if files else ref, label, f"meld_{record['Speaker'].strip()}",
-                                        files, text, "en"))  # fmt: skip
+                speaker = f"meld_{record['Speaker'].strip()}"
+                rows.append(ManifestRow("meld", files[0] if files else ref, label, speaker, files, text, "en"))
     return _finish(rows, skipped, "meld", root, "dev_sent_emo.csv (+ dev_splits_complete/dia0_utt0.mp4)")
 
 
@@ -548,8 +544,8 @@ def parse_ravdess(root: str | os.PathLike, calm_as_neutral: bool = False) -> lis
         if label is None:
             continue
         paths = tuple(str(p) for p in (video, audio) if p is not None)
-        rows.append(ManifestRow("ravdess", str(audio or video), label, f"ravdess_{actor}", paths,
-                                RAVDESS_SENTENCES[statement], "en"))  # fmt: skip
+        transcript = RAVDESS_SENTENCES[statement]
+        rows.append(ManifestRow("ravdess", where, label, f"ravdess_{actor}", paths, transcript, "en"))
     return _finish(rows, skipped, "ravdess", root, "Actor_01/03-01-05-01-01-01-01.wav")
 
 

@@ -233,7 +233,7 @@ def _labels(config: dict[str, Any] | None) -> list[str]:
 def _modalities(config: dict[str, Any] | None, eval_results: dict[str, Any]) -> list[str]:
     """The modalities of the model: from the config's `<modality>_config` entries, else from the evaluated heads."""
     if config is not None and any(f"{m}_config" in config for m in ENCODERS):
-        return [m for m in ENCODERS if config.get(f"{m}_config")]
+        return [m for m in ENCODERS if config.get(f"{m}_config") is not None]
     heads = {head for _, head, _ in iter_results(eval_results)}
     return [m for m in ENCODERS if m in heads]
 

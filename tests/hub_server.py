@@ -231,6 +231,7 @@ class LoopbackHub:
             HF_HUB_DISABLE_TELEMETRY="1",
             HF_HUB_DISABLE_PROGRESS_BARS="1",
             HF_HUB_DISABLE_UPDATE_CHECK="1",
+            HF_UPDATE_DOWNLOAD_COUNTS="0",  # evaluate would HEAD an S3 bucket
         )
         return env
 
@@ -387,6 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self._cached_body: bytes | None = None
+        self._body()  # always consume the body: an unread one would be parsed as the next keep-alive request
         split = urlsplit(self.path)
         path, query = split.path, parse_qs(split.query)
         kind = "other"
@@ -396,7 +398,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self.hub.log.append((method, kind, path))
             failure = self.hub._take_failure(kind)
             if failure is not None:
-                self._body()  # read the request before failing, as a real server would
                 if failure.drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -407,7 +408,6 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"X-Error-Message": err.message, **err.headers}
             if err.code:
                 headers["X-Error-Code"] = err.code
-            self._body()
             self._send_json({"error": err.message}, err.status, headers, method)
         except Exception as err:  # a bug in the server: answer 500 with the reason rather than hang the client
             self._send_json({"error": f"{type(err).__name__}: {err}"}, 500, None, method)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_ter._face_cnn import MiniXceptionFaceEncoder
+from modeling_ter.modeling_ter import MiniXceptionFaceEncoder
 from modeling_ter.video import (
     FACE_NORMALIZATION,
     NoFaceDetectedError,
@@ -25,9 +25,13 @@ from modeling_ter.video import (
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_HDF5 = REPO / "tests" / "fixtures" / "fer2013_mini_xception.hdf5"
 PRETRAINED = REPO / "modeling_ter" / "pretrained" / "fer2013_mini_xception"
-CREMA_D_VIDEO = REPO.parent / "shared" / "data" / "crema_d" / "VideoFlash"
+# the real CREMA-D clips: ../shared/data, else the demo corpus embedded in the project
+CREMA_D_DIRS = [REPO.parent / "shared" / "data" / "crema_d" / "VideoFlash", REPO / "data" / "crema_d" / "VideoFlash"]
+CREMA_D_VIDEO = next((d for d in CREMA_D_DIRS if len(list(d.glob("*.flv"))) == 6), CREMA_D_DIRS[0])
 CREMA_D_CLIPS = sorted(CREMA_D_VIDEO.glob("*.flv"))
-needs_crema_d = pytest.mark.skipif(not CREMA_D_CLIPS, reason=f"real CREMA-D clips not found in {CREMA_D_VIDEO}")
+needs_crema_d = pytest.mark.skipif(
+    not CREMA_D_CLIPS, reason=f"real CREMA-D clips found in neither {CREMA_D_DIRS[0]} nor {CREMA_D_DIRS[1]}"
+)
 
 
 def _load_converter():
@@ -65,7 +69,8 @@ def _windows(x: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int], p
 
 
 def _np_conv(x, kernel, strides, padding):  # kernel (kh, kw, in, out)
-    return sum(np.einsum("nhwc,co->nhwo", view, kernel[i, j]) for i, j, view in _windows(x, kernel.shape[:2], strides, padding, 0.0))
+    views = _windows(x, kernel.shape[:2], strides, padding, 0.0)
+    return sum(np.einsum("nhwc,co->nhwo", view, kernel[i, j]) for i, j, view in views)
 
 
 def _np_depthwise(x, kernel, padding):  # kernel (kh, kw, in, 1)
@@ -80,11 +85,10 @@ def keras_reference(hdf5_path: Path, images: np.ndarray) -> dict[str, np.ndarray
     """Run the Keras graph of `hdf5_path` on images (N, 64, 64) and return every layer's output by name."""
     with h5py.File(hdf5_path, "r") as file:
         layers = json.loads(file.attrs["model_config"])["config"]["layers"]
-        weights = {
-            name: {w.decode().split("/")[-1].split(":")[0]: np.asarray(group[w.decode()], dtype=np.float64)
-                   for w in group.attrs["weight_names"]}
-            for name, group in file["model_weights"].items()
-        }
+        weights = {}
+        for name, group in file["model_weights"].items():
+            paths = [path.decode() for path in group.attrs["weight_names"]]
+            weights[name] = {p.split("/")[-1].split(":")[0]: np.asarray(group[p], dtype=np.float64) for p in paths}
     outputs = {}
     for layer in layers:
         kind, config, name = layer["class_name"], layer["config"], layer["name"]
@@ -174,7 +178,13 @@ def test_shipped_weights_equal_conversion_of_fixture():
         assert torch.equal(shipped[name], tensor), name
     config = json.loads((PRETRAINED / "config.json").read_text())
     assert config["id2label"] == {
-        "0": "angry", "1": "disgust", "2": "fear", "3": "happy", "4": "sad", "5": "surprise", "6": "neutral"
+        "0": "angry",
+        "1": "disgust",
+        "2": "fear",
+        "3": "happy",
+        "4": "sad",
+        "5": "surprise",
+        "6": "neutral",
     }
     assert config["hidden_size"] == MiniXceptionFaceEncoder().hidden_size == 128
     assert config["normalization"] == FACE_NORMALIZATION
@@ -191,21 +201,23 @@ def test_normalize_face_matches_fer_preprocessing():
 
 @needs_crema_d
 def test_faces_found_on_real_crema_d_clips():
-    model = MiniXceptionFaceEncoder()
-    model.load_state_dict(load_file(PRETRAINED / "model.safetensors"))
+    crops = {}
     for clip in CREMA_D_CLIPS:
         frames, mask = extract_face_frames(clip, num_frames=6)
         assert frames.shape == (6, 1, 64, 64) and frames.dtype == np.float32
         assert mask.shape == (6,) and mask.dtype == bool
         assert mask.sum() >= 5, f"{clip.name}: faces on {mask.sum()} of 6 frames"
         assert frames.min() >= -1.0 and frames.max() <= 1.0 and frames[mask].std() > 0.1
-        with torch.no_grad():
-            features, logits = model.eval()(torch.from_numpy(frames[mask]))
-        assert features.shape == (mask.sum(), 128) and logits.shape == (mask.sum(), 7)
-    happy, _ = extract_face_frames(CREMA_D_VIDEO / "1001_DFA_HAP_XX.flv", num_frames=6)
+        crops[clip.stem] = frames[mask]
+    model = MiniXceptionFaceEncoder()
+    model.load_state_dict(load_file(PRETRAINED / "model.safetensors"))
     with torch.no_grad():
-        clip_probs = torch.softmax(model(torch.from_numpy(happy))[1], -1).mean(0)
-    assert clip_probs.argmax().item() == 3, f"happy clip predicted {clip_probs.tolist()}"
+        features, logits = model.eval()(torch.from_numpy(np.concatenate(list(crops.values()))))
+    num_crops = sum(len(c) for c in crops.values())
+    assert features.shape == (num_crops, 128) and logits.shape == (num_crops, 7)
+    with torch.no_grad():
+        happy_probs = torch.softmax(model(torch.from_numpy(crops["1001_DFA_HAP_XX"]))[1], -1).mean(0)
+    assert happy_probs.argmax().item() == 3, f"happy clip predicted {happy_probs.tolist()}"
 
 
 @needs_crema_d

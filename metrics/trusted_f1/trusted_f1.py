@@ -4,6 +4,7 @@
 import datasets
 import evaluate
 
+from .trusted_metrics import check_class_ids
 from .trusted_metrics import confidences_from_probabilities
 from .trusted_metrics import trusted_scores
 
@@ -149,10 +150,22 @@ class TrustedF1(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=features,
-            # Arrow -> numpy without Python objects; a list feature (probabilities) cannot use the numpy format.
-            format="numpy" if self.config_name == "default" else None,
+            # Arrow columns reach _compute without a copy and keep float64 ("numpy" would cast to float32);
+            # evaluate allows a format only when every feature is a Value, so not for probabilities.
+            format="arrow" if self.config_name == "default" else None,
             reference_urls=["https://arxiv.org/abs/2508.07625", "https://openreview.net/forum?id=OOsR8BzCnl5"],
         )
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of samples (see `evaluate.Metric.add_batch`); predictions and references must be ints."""
+        # Arrow silently truncates a Python float such as 0.5 to the int64 feature: refuse non-integers first.
+        _check_class_ids(predictions=predictions, references=references)
+        super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one sample (see `evaluate.Metric.add`); prediction and reference must be ints."""
+        _check_class_ids(prediction=prediction, reference=reference)
+        super().add(prediction=prediction, reference=reference, **kwargs)
 
     def _compute(
         self,
@@ -179,6 +192,12 @@ class TrustedF1(evaluate.Metric):
             num_classes=num_classes,
             return_curve=return_curve,
         )
+
+
+def _check_class_ids(**inputs):
+    for name, values in inputs.items():
+        if values is not None:
+            check_class_ids(values, name)
 
 
 def _num_classes_of(width, num_classes):

@@ -86,15 +86,20 @@ def _check_same_length(**arrays: np.ndarray) -> int:
     return next(iter(lengths.values()))
 
 
-def _as_labels(values: Any, name: str, num_classes: int | None = None) -> np.ndarray:
-    """Class indices of shape `(N,)`, int64, in `[0, num_classes)`."""
-    array = _as_1d(values, name)
-    if not np.issubdtype(array.dtype, np.integer):
+def check_class_ids(values: Any, name: str) -> np.ndarray:
+    """`values` as an array (any shape); raises a ValueError unless it holds integers (class ids)."""
+    array = np.asarray(values)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
-            f"`{name}` must hold integer class indices; got dtype {array.dtype} (first value {array[0]!r}). "
+            f"`{name}` must hold integer class indices; got dtype {array.dtype} (first value {array.flat[0].item()!r}). "
             "Pass class ids (e.g. `logits.argmax(-1)`), or cast integral floats with `.astype(int)`."
         )
-    array = array.astype(np.int64, copy=False)
+    return array
+
+
+def _as_labels(values: Any, name: str, num_classes: int | None = None) -> np.ndarray:
+    """Class indices of shape `(N,)`, int64, in `[0, num_classes)`."""
+    array = check_class_ids(_as_1d(values, name), name).astype(np.int64, copy=False)
     low, high = int(array.min()), int(array.max())
     if low < 0:
         raise ValueError(f"`{name}` must hold class indices >= 0; got {low}.")
@@ -194,7 +199,7 @@ def confidences_from_probabilities(
     bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
     if bad.size:
         raise ValueError(
-            f"Each row of `probabilities` must sum to 1 (tolerance {atol}); row {int(bad[0])} sums to {sums[bad[0]]!r} "
+            f"Each row of `probabilities` must sum to 1 (tolerance {atol}); row {int(bad[0])} sums to {float(sums[bad[0]])!r} "
             f"({bad.size} bad rows). Apply a softmax, or pass `confidences` instead."
         )
     confidences = array.max(axis=1)
@@ -470,7 +475,7 @@ def calibration_bins(correct: Any, confidences: Any, n_bins: int = ECE_BINS) -> 
     if not isinstance(n_bins, numbers.Integral) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"`n_bins` must be a positive integer; got {n_bins!r}.")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.searchsorted(edges[1:-1], confidences, side="left")
+    index = np.searchsorted(edges[1:-1], confidences, side="right")
     count = np.bincount(index, minlength=n_bins)
     return {
         "edges": edges,
