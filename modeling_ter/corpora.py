@@ -35,11 +35,11 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from .audio import AUDIO_EXTENSIONS
+from .configuration_ter import EMOTION_LABELS
 
 
 logger = logging.getLogger(__name__)
 
-EMOTION_LABELS: tuple[str, ...] = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
 # Per-corpus codes/words -> EMOTION_LABELS (keys lower-case). `None` marks a known label that is left out of the
 # vocabulary by convention (the item is skipped and counted, not an error):
