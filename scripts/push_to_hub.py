@@ -80,7 +80,7 @@ def checkpoint_spec(folder: str | Path, repo_id: str) -> FolderSpec:
     """Check a checkpoint folder before any upload; raise `FileNotFoundError` naming what is missing."""
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
-        raise FileNotFoundError(f"The checkpoint folder {folder} does not exist: pass the folder save_pretrained wrote.")
+        raise FileNotFoundError(f"The checkpoint folder {folder} does not exist: pass the save_pretrained folder.")
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} has no config.json: save the model with save_pretrained(folder) first.")
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
@@ -132,7 +132,7 @@ def changed_files(api: HfApi, spec: FolderSpec, revision: str) -> list[str]:
     return [p for p in paths if not _is_unchanged(spec.folder / p, remote.get(p))]
 
 
-def _describe_failure(error: BaseException) -> str:
+def _describe_failure(error: BaseException, endpoint: str) -> str:
     """One line on what failed: the file (for LFS uploads), the HTTP status and URL, or the network error."""
     parts, seen = [], error
     while seen is not None:
@@ -140,7 +140,7 @@ def _describe_failure(error: BaseException) -> str:
             request = seen.response.request
             parts.append(f"HTTP {seen.response.status_code} from {request.method} {request.url}")
         elif isinstance(seen, httpx2.ConnectError):
-            parts.append(f"the Hub is unreachable ({seen})")
+            parts.append(f"the Hub at {endpoint} is unreachable ({seen})")
         elif isinstance(seen, httpx2.TransportError):
             parts.append(f"the connection to the Hub failed ({type(seen).__name__}: {seen})")
         elif isinstance(seen, RuntimeError) and "Error while uploading" in str(seen):
@@ -199,8 +199,8 @@ def push_folder(
         raise
     except (HfHubHTTPError, httpx2.TransportError, RuntimeError) as err:
         raise PushError(
-            f"Pushing {spec.folder} to {where} failed: {_describe_failure(err)}. Nothing was changed locally "
-            f"({spec.folder} is untouched) and the Hub keeps no partial commit: re-run the same command to retry."
+            f"Pushing {spec.folder} to {where} failed: {_describe_failure(err, api.endpoint)}. Nothing was changed "
+            f"locally ({spec.folder} is untouched) and the Hub keeps no partial commit: re-run the command to retry."
         ) from err
     print(f"Pushed to {where}: commit {commit.oid}")
     return commit
@@ -214,7 +214,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--private", action="store_true", help="create the repo private (only when it is created)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--no_create", action="store_true", help="fail if the repo does not exist")
-    parser.add_argument("--metric_space", default=None, help="also push the metric as this Space, e.g. my-org/trusted_f1")
+    parser.add_argument("--metric_space", default=None, help="push the metric as this Space, e.g. my-org/trusted_f1")
     parser.add_argument("--metric_dir", default=str(REPO_ROOT / "metrics" / "trusted_f1"))
     parser.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     args = parser.parse_args(argv)

@@ -52,6 +52,7 @@ import base64
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -218,8 +219,6 @@ class LoopbackHub:
     # ----------------------------------------------------------------- client helpers
     def env(self, hf_home: str | Path, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for a subprocess that talks to this Hub (no offline flags, Xet off, its own HF_HOME)."""
-        import os
-
         env = dict(os.environ if base is None else base)
         for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
             env.pop(key, None)
@@ -458,7 +457,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Authorization header is required")
         orgs = [{"type": "org", "name": org} for org in self.hub.orgs]
         token = {"displayName": "loopback", "role": "write"}
-        self._send_json({"type": "user", "name": user, "orgs": orgs, "auth": {"type": "access_token", "accessToken": token}})
+        auth = {"type": "access_token", "accessToken": token}
+        self._send_json({"type": "user", "name": user, "orgs": orgs, "auth": auth})
 
     def _create(self, method, query) -> None:
         body = self._json_body()
@@ -685,7 +685,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": f"{self.hub.endpoint}/lfs-verify/{target}", "header": {}},
                 }
             objects.append(item)
-        self._send_json({"transfer": "basic", "objects": objects}, headers={"Content-Type": "application/vnd.git-lfs+json"})
+        lfs_json = {"Content-Type": "application/vnd.git-lfs+json"}
+        self._send_json({"transfer": "basic", "objects": objects}, headers=lfs_json)
 
     def _lfs_put(self, method, query, repo_type: str, repo_id: str, oid: str) -> None:
         repo = self._repo(repo_type, repo_id)

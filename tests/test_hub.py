@@ -210,7 +210,7 @@ def test_push_script_clear_errors(hub_server, hub_env, tmp_path):
         closed_port = sock.getsockname()[1]
     unreachable = _push([str(tmp_path / "ckpt"), "org/x", "--endpoint", f"http://127.0.0.1:{closed_port}"],
                         hub_env, tmp_path)
-    assert unreachable.returncode == 1 and "unreachable" in unreachable.stderr
+    assert unreachable.returncode == 1 and f"127.0.0.1:{closed_port} is unreachable" in unreachable.stderr
 
     (tmp_path / "ckpt" / "model.safetensors").unlink()
     log_start = len(hub_server.log)
