@@ -5,6 +5,7 @@ Importing this module registers `TERProcessor` with `AutoProcessor` for `TERConf
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -73,7 +74,8 @@ class TERProcessor(ProcessorMixin):
         image_size: int = FACE_IMAGE_SIZE,
     ):
         modalities = tuple(modalities)
-        if not modalities or list(modalities) != [m for m in MODALITIES if m in modalities] or len(set(modalities)) != len(modalities):
+        in_order = [m for m in MODALITIES if m in modalities]
+        if not modalities or list(modalities) != in_order:
             raise ValueError(
                 f"modalities must be a non-empty subset of {list(MODALITIES)} in that order, got {list(modalities)}."
             )
@@ -86,10 +88,10 @@ class TERProcessor(ProcessorMixin):
                 )
         if num_frames < 1 or image_size < 1:
             raise ValueError(f"num_frames and image_size must be positive, got {num_frames} and {image_size}.")
-        held = [name for name, (_, part) in parts.items() if part is not None]
+        held = tuple(name for name, (_, part) in parts.items() if part is not None)
         # ProcessorMixin checks, saves and lists the parts named by `get_attributes()`; a model without audio (or
         # text) has no feature extractor (or tokenizer), so this instance names only the parts it holds.
-        self.get_attributes = lambda: list(held)
+        self.get_attributes = functools.partial(list, held)
         super().__init__(**{name: parts[name][1] for name in held})
         for name in parts.keys() - set(held):
             setattr(self, name, None)
@@ -120,8 +122,8 @@ class TERProcessor(ProcessorMixin):
                 video_config = json.load(config_file)
             if video_config.get("model_type") != FACE_CNN_MODEL_TYPE:
                 raise ValueError(
-                    f"TERProcessor prepares grey face crops for the `{FACE_CNN_MODEL_TYPE}` face encoder, but the video "
-                    f"checkpoint {video} is a {video_config.get('model_type')!r} model; use a {FACE_CNN_MODEL_TYPE} "
+                    f"TERProcessor prepares grey face crops for the `{FACE_CNN_MODEL_TYPE}` face encoder, but the "
+                    f"video checkpoint {video} is a {video_config.get('model_type')!r} model; use a {FACE_CNN_MODEL_TYPE} "
                     "folder (e.g. modeling_ter/pretrained/fer2013_mini_xception)."
                 )
             kwargs.setdefault("image_size", video_config.get("image_size", FACE_IMAGE_SIZE))
@@ -136,9 +138,10 @@ class TERProcessor(ProcessorMixin):
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         """Loads the parts the saved modalities need: `[feature_extractor or None, tokenizer or None]`."""
         modalities = (processor_dict or {}).get("modalities", MODALITIES)
+        source = pretrained_model_name_or_path
         return [
-            AutoFeatureExtractor.from_pretrained(pretrained_model_name_or_path, **kwargs) if "audio" in modalities else None,
-            AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs) if "text" in modalities else None,
+            AutoFeatureExtractor.from_pretrained(source, **kwargs) if "audio" in modalities else None,
+            AutoTokenizer.from_pretrained(source, **kwargs) if "text" in modalities else None,
         ]
 
     @property
@@ -180,7 +183,9 @@ class TERProcessor(ProcessorMixin):
         """
         given = {m: value for m, value in (("audio", audio), ("text", text), ("video", video)) if value is not None}
         if not given:
-            raise ValueError(f"Give at least one of audio=, text= or video= (this processor has {list(self.modalities)}).")
+            raise ValueError(
+                f"Give at least one of audio=, text= or video= (this processor has {list(self.modalities)})."
+            )
         unknown = sorted(set(given) - set(self.modalities))
         if unknown:
             raise ValueError(f"Got {unknown} inputs, but this processor's modalities are {list(self.modalities)}.")
@@ -188,7 +193,9 @@ class TERProcessor(ProcessorMixin):
         sizes = {m: len(batch) for m, batch in batches.items()}
         batch_size = next(iter(sizes.values()))
         if batch_size == 0 or any(size != batch_size for size in sizes.values()):
-            raise ValueError(f"Every given modality needs one entry per sample (None for missing); got lengths {sizes}.")
+            raise ValueError(
+                f"Every given modality needs one entry per sample (None for missing); got lengths {sizes}."
+            )
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * batch_size
         if len(rates) != batch_size:
             raise ValueError(f"sampling_rate has {len(rates)} entries for {batch_size} samples; give one per sample.")
@@ -289,7 +296,8 @@ class TERProcessor(ProcessorMixin):
         for index, modality in enumerate(self.modalities):
             if not modality_mask[:, index].any():
                 continue
-            names = [name for name in dict.fromkeys(k for feature in arrays for k in feature) if name.startswith(f"{modality}_")]
+            all_names = dict.fromkeys(name for feature in arrays for name in feature)
+            names = [name for name in all_names if name.startswith(f"{modality}_")]
             for name in names:
                 given = [feature[name] for feature in arrays if name in feature]
                 shape = tuple(np.max([array.shape[1:] for array in given], axis=0))
@@ -297,7 +305,8 @@ class TERProcessor(ProcessorMixin):
                 start = 0
                 for feature, size in zip(arrays, sizes):
                     if name in feature:
-                        padded[(slice(start, start + size), *(slice(0, n) for n in feature[name].shape[1:]))] = feature[name]
+                        region = (slice(start, start + size), *(slice(0, n) for n in feature[name].shape[1:]))
+                        padded[region] = feature[name]
                     start += size
                 batch[name] = padded
             mask_name = f"{modality}_attention_mask"
