@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +66,7 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
     for name, tensor in sorted(module.state_dict().items()):
         tensor = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 
@@ -112,8 +111,7 @@ def _write_entry(path: Path, features: torch.Tensor | None, reason: str | None, 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensor = features if features is not None else torch.zeros(0)
     metadata = {"status": ENCODED if features is not None else MASKED, "reason": reason or "", "source": source}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file({"features": tensor.detach().to("cpu", torch.float32).contiguous()}, temporary, metadata=metadata)
         os.replace(temporary, path)
@@ -205,31 +203,36 @@ class FeatureCache:
         return features, reason, True
 
 
-def processor_settings(processor: Any, modality: str) -> Any:
-    """The settings of `processor` that shape `modality`'s encoder inputs, JSON-serialisable.
+def processor_settings(processor: Any, modality: str) -> dict[str, Any]:
+    """The settings of a `TERProcessor` that shape `modality`'s encoder inputs (part of the encoder's cache key).
 
-    Uses `processor.modality_settings(modality)` when the processor has it, else its whole `to_dict()`.
+    Audio: the feature extractor's config; text: the tokenizer's class, source, vocabulary size and maximum length;
+    video: the number of sampled frames and the face crop size.
     """
-    if hasattr(processor, "modality_settings"):
-        return processor.modality_settings(modality)
-    return processor.to_dict() if hasattr(processor, "to_dict") else repr(processor)
+    if modality == "audio":
+        return processor.feature_extractor.to_dict()
+    if modality == "text":
+        tokenizer = processor.tokenizer
+        return {
+            "class": type(tokenizer).__name__,
+            "name_or_path": tokenizer.name_or_path,
+            "vocab_size": len(tokenizer),
+            "model_max_length": tokenizer.model_max_length,
+        }
+    return {"num_frames": processor.num_frames, "image_size": processor.image_size}
 
 
 @torch.no_grad()
 def embed_item(model: torch.nn.Module, processor: Any, modality: str, value: str) -> torch.Tensor:
     """Pooled features `(num_feature_layers, embed_dim)` of one item of one modality, from its raw input.
 
-    Raises `ValueError` when the processor masks the item (e.g. no face found) or gives no input for it.
+    Raises `ValueError` (or `FileNotFoundError`) when the processor cannot read the item or masks it (no face).
     """
     batch = processor(**{modality: [value]}, return_tensors="pt")
+    if not bool(batch["modality_mask"][0, list(processor.modalities).index(modality)]):
+        raise ValueError(f"the processor masked the {modality} modality of {value!r} (for video: no face found).")
     prefix = f"{modality}_"
     inputs = {name[len(prefix):]: tensor for name, tensor in batch.items() if name.startswith(prefix)}
-    if not inputs:
-        raise ValueError(f"The processor gave no {modality} input for {value!r}.")
-    if "modality_mask" in batch:
-        column = list(processor.modalities).index(modality)
-        if not bool(batch["modality_mask"][0, column]):
-            raise ValueError(f"The processor masked the {modality} modality of {value!r} (see its log for why).")
     device = next(model.parameters()).device
     inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
     return model.embed_modality(modality, **inputs)[0].float().cpu()

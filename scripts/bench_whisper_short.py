@@ -18,7 +18,8 @@ import torch
 from scipy.signal import resample_poly
 from transformers import AutoFeatureExtractor, WhisperModel
 
-from modeling_ter.whisper_conversion import SAMPLING_RATE, whisper_encoder_unpadded, whisper_tiny_en_path
+from modeling_ter.modeling_ter import whisper_encoder_unpadded
+from modeling_ter.whisper_conversion import SAMPLING_RATE, whisper_tiny_en_path
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -40,8 +41,7 @@ def load_clips(num_emodb: int) -> list[np.ndarray]:
 
 
 def best_time(function, repeats: int) -> float:
-    """The best of `repeats` wall times of `function()` in seconds (after one warm-up call)."""
-    function()
+    """The best of `repeats` wall times of `function()` in seconds."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -53,7 +53,7 @@ def best_time(function, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emodb", type=int, default=10, help="number of EmoDB files to add to the 6 CREMA-D clips")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -85,6 +85,7 @@ def main() -> None:
         count = len(starts) * size
         rates = {}
         for name, run in (("padded 3000 frames", padded), ("unpadded", unpadded)):
+            run(0, size)  # warm-up
             seconds = best_time(lambda: [run(start, size) for start in starts], args.repeats)
             rates[name] = count / seconds
             print(f"batch {size}: {name:>18}: {rates[name]:8.1f} utterances/s")

@@ -19,32 +19,26 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor
-
-import modeling_ter  # noqa: F401  (registers TER with the Auto classes)
+from modeling_ter import TERForEmotionRecognition
 from modeling_ter.corpora import read_manifest
 from modeling_ter.feature_cache import CachedFeatures, compute_features
-from modeling_ter.plotting import plot_reliability_diagram, plot_risk_coverage, plot_threshold_curves
+from modeling_ter.processing_ter import TERProcessor
 from trusted_f1.trusted_metrics import THRESHOLD_STRATEGIES, trusted_scores
-
-
-logger = logging.getLogger("ter.evaluate")
 
 
 def write_json_atomic(data: dict, path: str | os.PathLike) -> Path:
     """Writes `data` as indented JSON through a temporary file in the same folder and `os.replace`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with open(temporary, "w", encoding="utf-8") as file:
             json.dump(data, file, indent=2)
             file.write("\n")
         os.replace(temporary, path)
@@ -107,12 +101,13 @@ def evaluation_report(
         overall fused `correct` / `confidences` arrays (for the plots).
     """
     corpora = np.asarray(corpora)
-    num_classes = model.config.num_labels
 
     def scores(modality_mask: torch.Tensor, **options) -> tuple[dict, np.ndarray, np.ndarray]:
         rows, predictions, confidences = predict(model, features, modality_mask, batch_size)
         options = options or {"threshold": threshold}
-        result = trusted_scores(predictions, references[rows], confidences, num_classes=num_classes, **options)
+        # Macro-F1 and UAR over the classes that occur (in references or predictions), as scikit-learn does: a
+        # corpus without, say, boredom is not scored down for it.
+        result = trusted_scores(predictions, references[rows], confidences, **options)
         return result, predictions == references[rows], confidences
 
     overall, correct, confidences = scores(features.mask)
@@ -136,6 +131,9 @@ def evaluation_report(
 
 def save_plots(correct: np.ndarray, confidences: np.ndarray, threshold: float, plots_dir: str | os.PathLike) -> list[Path]:
     """Trusted P/R/F1 against the threshold, risk-coverage and reliability diagram of the fused opinion, as PNGs."""
+    # Imported here: matplotlib is only needed when plots are asked for.
+    from modeling_ter.plotting import plot_reliability_diagram, plot_risk_coverage, plot_threshold_curves
+
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     paths = [
@@ -143,9 +141,9 @@ def save_plots(correct: np.ndarray, confidences: np.ndarray, threshold: float, p
         plots_dir / "risk_coverage.png",
         plots_dir / "reliability_diagram.png",
     ]
-    plot_threshold_curves(correct, confidences, threshold=threshold, output_path=paths[0])
-    plot_risk_coverage(correct, confidences, output_path=paths[1])
-    plot_reliability_diagram(correct, confidences, output_path=paths[2])
+    plot_threshold_curves(correct, confidences, threshold=threshold, path=paths[0])
+    plot_risk_coverage(correct, confidences, path=paths[1])
+    plot_reliability_diagram(correct, confidences, path=paths[2])
     return paths
 
 
@@ -176,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rows, problems = read_manifest(args.manifest)
-    model = AutoModel.from_pretrained(args.model)
-    processor = AutoProcessor.from_pretrained(args.model)
+    # One intra-op thread: items are encoded one at a time (see set_single_thread_on_cpu in train.py).
+    torch.set_num_threads(1)
+    model = TERForEmotionRecognition.from_pretrained(args.model)
+    processor = TERProcessor.from_pretrained(args.model)
     rows, skipped = labelled_rows(rows, model.config.label2id)
     if problems or skipped:
         print(
