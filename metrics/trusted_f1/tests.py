@@ -2,7 +2,6 @@
 """Tests of the trusted_f1 evaluate module and its numpy core, against independent brute-force references."""
 
 import doctest
-import importlib
 import inspect
 import itertools
 import json
@@ -56,12 +55,12 @@ def brute_force_rates(correct, confidences, tau, zero_division):
     trusted = [c >= tau for c in confidences]
     n, n_correct = len(correct), sum(correct)
     n_trusted = sum(trusted)
-    both = sum(t and r for t, r in zip(trusted, correct))
+    both = sum(t and r for t, r in zip(trusted, correct, strict=True))
     precision = _ratio(both, n_trusted, zero_division)
     recall = _ratio(both, n_correct, zero_division)
     # scikit-learn >= 1.3: F1 = 2·tp / (2·tp + fp + fn), undefined only when tp + fp + fn = 0.
     f1 = _ratio(2 * both, 2 * both + (n_trusted - both) + (n_correct - both), zero_division)
-    accuracy = Fraction(sum(t == r for t, r in zip(trusted, correct)), n)
+    accuracy = Fraction(sum(t == r for t, r in zip(trusted, correct, strict=True)), n)
     return {
         "trusted_precision": precision,
         "trusted_recall": recall,
@@ -95,8 +94,8 @@ def brute_force_aurc(correct, confidences):
     total = Fraction(0)
     for k in range(1, n + 1):
         kth = sorted(confidences, reverse=True)[k - 1]
-        above = [not r for r, c in zip(correct, confidences) if c > kth]
-        tied = [not r for r, c in zip(correct, confidences) if c == kth]
+        above = [not r for r, c in zip(correct, confidences, strict=True) if c > kth]
+        tied = [not r for r, c in zip(correct, confidences, strict=True) if c == kth]
         expected_errors = sum(above) + Fraction((k - len(above)) * sum(tied), len(tied))
         total += expected_errors / k
     return total / n
@@ -106,9 +105,7 @@ def brute_force_ece(correct, confidences, n_bins=15):
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     total = 0.0
     for b in range(n_bins):
-        members = [
-            i for i, c in enumerate(confidences) if edges[b] < c <= edges[b + 1] or (b == 0 and c == 0.0)
-        ]
+        members = [i for i, c in enumerate(confidences) if edges[b] < c <= edges[b + 1] or (b == 0 and c == 0.0)]
         if members:
             gap = abs(np.mean([correct[i] for i in members]) - np.mean([confidences[i] for i in members]))
             total += len(members) * gap
@@ -116,7 +113,7 @@ def brute_force_ece(correct, confidences, n_bins=15):
 
 
 def reference_scores(predictions, references, confidences, threshold, target_precision, zero_division):
-    correct = [p == r for p, r in zip(predictions, references)]
+    correct = [p == r for p, r in zip(predictions, references, strict=True)]
     tau = brute_force_threshold(correct, confidences, threshold, target_precision, zero_division)
     scores = {k: float(v) for k, v in brute_force_rates(correct, confidences, tau, zero_division).items()}
     accuracy = sum(correct) / len(correct)
@@ -148,7 +145,8 @@ def assert_scores_equal(actual, expected):
 # 1. evaluate.load(...) equals the brute force on random inputs with ties
 # ----------------------------------------------------------------------------------------------------------------------
 
-TIED_VALUES = [0.0, 0.1, 0.25, 0.5, 0.5 + 1e-12, 0.75, 0.9, 1.0]
+# 0.2 and 0.8 are ECE bin edges (3/15, 12/15): they belong to the bin below.
+TIED_VALUES = [0.0, 0.1, 0.2, 0.25, 0.5, 0.5 + 1e-12, 0.75, 0.8, 0.9, 1.0]
 
 
 @st.composite
@@ -180,7 +178,7 @@ def test_evaluate_module_equals_brute_force(metric, data, threshold, target_prec
 @given(data=samples(), zero_division=st.sampled_from([0.0, 1.0]))
 def test_sweep_and_curves_equal_brute_force(data, zero_division):
     predictions, references, confidences = data
-    correct = [p == r for p, r in zip(predictions, references)]
+    correct = [p == r for p, r in zip(predictions, references, strict=True)]
     sweep = core.threshold_sweep(correct, confidences, zero_division)
     candidates = sorted(set(confidences))
     assert sweep["thresholds"].tolist() == candidates
@@ -190,7 +188,7 @@ def test_sweep_and_curves_equal_brute_force(data, zero_division):
     curve = core.risk_coverage_curve(correct, confidences)
     assert curve["thresholds"].tolist() == candidates[::-1]
     for i, tau in enumerate(candidates[::-1]):
-        accepted = [r for r, c in zip(correct, confidences) if c >= tau]
+        accepted = [r for r, c in zip(correct, confidences, strict=True) if c >= tau]
         assert curve["coverage"][i] == pytest.approx(len(accepted) / len(correct))
         assert curve["selective_risk"][i] == pytest.approx(accepted.count(False) / len(accepted))
         assert curve["generalized_risk"][i] == pytest.approx(accepted.count(False) / len(correct))
@@ -207,7 +205,7 @@ def test_aurc_with_ties_is_the_mean_over_all_tie_orders():
     orders = [
         order
         for order in itertools.permutations(range(len(correct)))
-        if all(confidences[a] >= confidences[b] for a, b in zip(order, order[1:]))
+        if all(confidences[a] >= confidences[b] for a, b in zip(order, order[1:], strict=False))
     ]
     assert len(orders) == 3 * 2 * 2 * 1  # 3! orders of the 0.9 block, 2! of the 0.4 block
     assert core.aurc(correct, confidences) == pytest.approx(np.mean([aurc_of_order(o) for o in orders]), abs=1e-12)
@@ -325,7 +323,10 @@ def test_single_sample(metric):
 def test_empty_trusted_set_uses_zero_division(metric, zero_division):
     # τ above every confidence: T is empty, so TP = zero_division; R is not empty, so TR = 0 and F1 = 0.
     scores = metric.compute(
-        predictions=[0, 1, 1], references=[0, 1, 0], confidences=[0.2, 0.4, 0.6], threshold=0.9,
+        predictions=[0, 1, 1],
+        references=[0, 1, 0],
+        confidences=[0.2, 0.4, 0.6],
+        threshold=0.9,
         zero_division=zero_division,
     )
     assert scores["trusted_precision"] == pytest.approx(zero_division, nan_ok=True)
@@ -349,6 +350,19 @@ def test_unreachable_target_precision_falls_back_and_warns(caplog):
     assert core.select_threshold(correct, confidences, "target_precision", target_precision=0.6) == 0.1
 
 
+def test_max_f1_ties_take_the_larger_threshold():
+    # τ=0.2: 2|T∩R|/(|T|+|R|) = 4/6; τ=0.4: 2/3 as well.
+    sweep = core.threshold_sweep([True, False, False, True], [0.2, 0.2, 0.2, 0.4])
+    assert sweep["trusted_f1"][0] == sweep["trusted_f1"][1] == pytest.approx(2 / 3)
+    assert core.threshold_from_sweep(sweep, "max_f1") == 0.4
+
+
+def test_ece_bins_are_closed_on_the_right():
+    # 0.2 = 3/15 is the upper edge of bin 2, so it does not share a bin with 0.21.
+    assert core.expected_calibration_error([True, False], [0.2, 0.21]) == pytest.approx((0.8 + 0.21) / 2)
+    assert core.calibration_bins([True, False], [0.2, 0.21])["count"][2:4].tolist() == [1, 1]
+
+
 def test_break_even_without_crossing_takes_the_closest():
     # One correct sample among three tied at the top: TP < TR = 1 at both candidates; TR - TP is 3/4 then 2/3.
     assert core.select_threshold([False, True, False, False], [0.2, 0.8, 0.8, 0.8], "break_even") == 0.8
@@ -359,10 +373,16 @@ def test_break_even_without_crossing_takes_the_closest():
 
 
 def test_macro_scores_follow_scikit_learn_with_num_classes(metric):
+    # Without num_classes: the classes seen in predictions or references (class 1 is only predicted: F1 0).
+    seen = metric.compute(predictions=[0, 1], references=[0, 0], confidences=[0.5, 0.5])
+    assert seen["macro_f1"] == pytest.approx(1 / 3) and seen["uar"] == pytest.approx(0.25)
     predictions, references = [0, 1, 1, 0], [0, 1, 0, 0]
     for zero_division in (0.0, 1.0):
         scores = metric.compute(
-            predictions=predictions, references=references, confidences=[0.5] * 4, num_classes=4,
+            predictions=predictions,
+            references=references,
+            confidences=[0.5] * 4,
+            num_classes=4,
             zero_division=zero_division,
         )
         labels = list(range(4))
@@ -376,9 +396,7 @@ def test_macro_scores_follow_scikit_learn_with_num_classes(metric):
 
 def test_return_curve_is_the_sweep(metric):
     predictions, references, confidences = [0, 1, 1, 2], [0, 1, 2, 2], [0.9, 0.4, 0.4, 0.1]
-    scores = metric.compute(
-        predictions=predictions, references=references, confidences=confidences, return_curve=True
-    )
+    scores = metric.compute(predictions=predictions, references=references, confidences=confidences, return_curve=True)
     sweep = core.threshold_sweep(np.equal(predictions, references), confidences)
     assert list(scores["curve"]) == list(core.SWEEP_KEYS)
     for key in core.SWEEP_KEYS:

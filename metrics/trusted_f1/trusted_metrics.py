@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +92,8 @@ def check_class_ids(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
-            f"`{name}` must hold integer class indices; got dtype {array.dtype} (first value {array.flat[0].item()!r}). "
+            f"`{name}` must hold integer class indices; got dtype {array.dtype} "
+            f"(first value {array.flat[0].item()!r}). "
             "Pass class ids (e.g. `logits.argmax(-1)`), or cast integral floats with `.astype(int)`."
         )
     return array
@@ -104,7 +106,9 @@ def _as_labels(values: Any, name: str, num_classes: int | None = None) -> np.nda
     if low < 0:
         raise ValueError(f"`{name}` must hold class indices >= 0; got {low}.")
     if num_classes is not None and high >= num_classes:
-        raise ValueError(f"`{name}` holds class {high}, but `num_classes` is {num_classes} (classes 0..{num_classes - 1}).")
+        raise ValueError(
+            f"`{name}` holds class {high}, but `num_classes` is {num_classes} (classes 0..{num_classes - 1})."
+        )
     return array
 
 
@@ -116,7 +120,8 @@ def _as_correct(values: Any) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer) and np.isin(array, (0, 1)).all():
         return array.astype(bool)
     raise ValueError(
-        f"`correct` must hold booleans (or 0/1), one per sample, e.g. `predictions == references`; got dtype {array.dtype}."
+        "`correct` must hold booleans (or 0/1), one per sample, e.g. `predictions == references`; "
+        f"got dtype {array.dtype}."
     )
 
 
@@ -159,7 +164,9 @@ def _check_threshold(threshold: Any) -> str | float:
     if isinstance(threshold, str):
         if threshold in THRESHOLD_STRATEGIES:
             return threshold
-        raise ValueError(f"Unknown threshold strategy {threshold!r}; use one of {THRESHOLD_STRATEGIES} or a float in [0, 1].")
+        raise ValueError(
+            f"Unknown threshold strategy {threshold!r}; use one of {THRESHOLD_STRATEGIES} or a float in [0, 1]."
+        )
     if isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and 0.0 <= threshold <= 1.0:
         return float(threshold)
     raise ValueError(f"`threshold` must be one of {THRESHOLD_STRATEGIES} or a float in [0, 1]; got {threshold!r}.")
@@ -187,9 +194,13 @@ def confidences_from_probabilities(
     try:
         array = np.asarray(probabilities)
     except ValueError as error:  # ragged rows
-        raise ValueError(f"`probabilities` must have one row of K values per sample (same K for all): {error}") from None
+        raise ValueError(
+            f"`probabilities` must have one row of K values per sample (same K for all): {error}"
+        ) from None
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"`probabilities` must have shape (num_samples, num_classes) with both > 0; got {array.shape}.")
+        raise ValueError(
+            f"`probabilities` must have shape (num_samples, num_classes) with both > 0; got {array.shape}."
+        )
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"`probabilities` must be real numbers; got dtype {array.dtype}.")
     array = array.astype(np.float64, copy=False)
@@ -199,7 +210,8 @@ def confidences_from_probabilities(
     bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
     if bad.size:
         raise ValueError(
-            f"Each row of `probabilities` must sum to 1 (tolerance {atol}); row {int(bad[0])} sums to {float(sums[bad[0]])!r} "
+            f"Each row of `probabilities` must sum to 1 (tolerance {atol}); "
+            f"row {int(bad[0])} sums to {float(sums[bad[0]])!r} "
             f"({bad.size} bad rows). Apply a softmax, or pass `confidences` instead."
         )
     confidences = array.max(axis=1)
@@ -209,7 +221,8 @@ def confidences_from_probabilities(
         mismatch = np.flatnonzero(array[np.arange(len(array)), predictions] < confidences)
         if mismatch.size:
             raise ValueError(
-                f"predictions[{int(mismatch[0])}] = {int(predictions[mismatch[0]])} is not the arg-max of its probabilities "
+                f"predictions[{int(mismatch[0])}] = {int(predictions[mismatch[0]])} "
+                "is not the arg-max of its probabilities "
                 f"({mismatch.size} such rows), so max probability is not its confidence; pass `confidences` instead."
             )
     return confidences
@@ -475,7 +488,7 @@ def calibration_bins(correct: Any, confidences: Any, n_bins: int = ECE_BINS) -> 
     if not isinstance(n_bins, numbers.Integral) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"`n_bins` must be a positive integer; got {n_bins!r}.")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    index = np.searchsorted(edges[1:-1], confidences, side="right")
+    index = np.searchsorted(edges[1:-1], confidences, side="left")
     count = np.bincount(index, minlength=n_bins)
     return {
         "edges": edges,
@@ -515,7 +528,7 @@ def _macro_average(per_class: np.ndarray) -> float:
 def _classification_scores(
     predictions: np.ndarray, references: np.ndarray, num_classes: int | None, zero_division: float
 ) -> dict[str, float]:
-    """Accuracy, macro-F1 and unweighted average recall; classes = range(num_classes), else those seen (scikit-learn)."""
+    """Accuracy, macro-F1 and unweighted average recall over range(num_classes), else the classes seen (sklearn)."""
     size = num_classes if num_classes is not None else int(max(predictions.max(), references.max())) + 1
     if size > _MAX_CLASSES:
         raise ValueError(f"Class indices go up to {size - 1}; remap labels to 0..K-1 or pass `num_classes`.")
@@ -578,9 +591,7 @@ def trusted_scores(
     tau = threshold_from_sweep(sweep, threshold, target_precision)
     # T(τ) = T(first candidate >= τ); past the largest confidence nothing is trusted.
     index = int(np.searchsorted(thresholds, tau, side="left"))
-    at_tau = _rates(
-        np.append(n_trusted, 0)[index], np.append(n_trusted_correct, 0)[index], n_correct, n, zero_division
-    )
+    at_tau = _rates(np.append(n_trusted, 0)[index], np.append(n_trusted_correct, 0)[index], n_correct, n, zero_division)
     scores = {key: float(value) for key, value in at_tau.items()}
     scores.update(threshold=tau, **_classification_scores(predictions, references, num_classes, zero_division))
     scores.update(
