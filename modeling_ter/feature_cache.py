@@ -206,7 +206,7 @@ class FeatureCache:
 def processor_settings(processor: Any, modality: str) -> dict[str, Any]:
     """The settings of a `TERProcessor` that shape `modality`'s encoder inputs (part of the encoder's cache key).
 
-    Audio: the feature extractor's config; text: the tokenizer's class, source, vocabulary size and maximum length;
+    Audio: the feature extractor's config; text: the tokenizer's class, vocabulary (hashed), size and maximum length;
     video: the number of sampled frames and the face crop size.
     """
     if modality == "audio":
@@ -215,7 +215,8 @@ def processor_settings(processor: Any, modality: str) -> dict[str, Any]:
         tokenizer = processor.tokenizer
         return {
             "class": type(tokenizer).__name__,
-            "name_or_path": tokenizer.name_or_path,
+            # The vocabulary, not `name_or_path`: a saved checkpoint holds the same tokenizer under another path.
+            "vocab": _sha256_json(sorted(tokenizer.get_vocab().items())),
             "vocab_size": len(tokenizer),
             "model_max_length": tokenizer.model_max_length,
         }
