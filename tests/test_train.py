@@ -186,7 +186,7 @@ def test_remote_code_loads_in_another_project_and_evaluate_writes_the_layout(tra
         "import sys, torch; from transformers import AutoModel;"
         f"m = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True);"
         "assert 'modeling_ter' not in sys.modules, 'the library was imported';"
-        "o = m(text_embeds=torch.zeros(2, 384), audio_embeds=torch.zeros(2, 384));"
+        "o = m(text_embeds=torch.zeros(2, 384), audio_embeds=torch.zeros(2, 5, 384));"
         "import json; print(json.dumps([type(m).__module__, m.config.trusted_threshold, list(o.probs.shape),"
         " str(o.trusted.dtype)]))"
     )
