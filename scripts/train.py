@@ -43,6 +43,8 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from modeling_ter.audio import load_audio
+from modeling_ter.augmentation import NOISE_COLORS, add_noise, modality_dropout
 from modeling_ter.configuration_ter import FUSION_RULES, MODALITIES
 from modeling_ter.corpora import EMOTION_LABELS, load_manifest_dataset
 from modeling_ter.feature_cache import CachedFeatures, compute_features
@@ -65,6 +67,8 @@ CHECKPOINTS_DIR = "checkpoints"
 PROGRESS_FILE = "custom_checkpoint_0.pkl"
 # Adapters of `--finetune lora` (rank, scaling); every linear layer of the backbones gets one.
 LORA_RANK, LORA_ALPHA = 8, 16
+AUGMENTATIONS = ("noise", "modality_dropout")
+AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of these and a colour per copy
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -98,7 +102,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "instead of using the last one, or 'none'")  # fmt: skip
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoints/epoch_N folder, or 'latest'")
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: $TER_CACHE/features)")
+    parser.add_argument("--augment", default="",
+                        help="comma-separated: noise (one extra copy of every training item with its audio at a random "
+                             "SNR of 20/10/5/0 dB, white or pink), modality_dropout (see --modality_dropout)")  # fmt: skip
+    parser.add_argument("--modality_dropout", type=float, default=0.3,
+                        help="with --augment modality_dropout: each present modality of a training item is dropped "
+                             "with this probability, never the last one")  # fmt: skip
     args = parser.parse_args(argv)
+    args.augment = tuple(a.strip() for a in args.augment.split(",") if a.strip())
+    if set(args.augment) - set(AUGMENTATIONS):
+        parser.error(f"--augment {sorted(set(args.augment) - set(AUGMENTATIONS))}: choose from {list(AUGMENTATIONS)}.")
+    if not 0.0 <= args.modality_dropout <= 1.0:
+        parser.error(f"--modality_dropout must lie in [0, 1], got {args.modality_dropout}.")
+    if "noise" in args.augment and args.finetune != "none":
+        parser.error("--augment noise adds encoded noisy copies to the cached training features: use --finetune none.")
     names = args.weighted_layer_sum.strip()
     args.weighted_layer_sum = () if names == "none" else tuple(m.strip() for m in names.split(",") if m.strip())
     if not set(args.weighted_layer_sum) <= {"audio", "text"}:
@@ -274,6 +291,37 @@ def get_dataloaders(args, splits, processor, modalities):
     return train_dataloader, eval_dataloader
 
 
+@torch.no_grad()
+def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int) -> dict:
+    """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour."""
+    rng = np.random.default_rng(seed)
+    features, column = split["features"], list(modalities).index("audio")
+    rows = [i for i, path in enumerate(split["items"]["audio"]) if path is not None and features.mask[i, column]]
+    noisy = []
+    for i in rows:
+        waveform = load_audio(split["items"]["audio"][i])
+        waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(NOISE_COLORS), rng)
+        batch = processor(audio=[waveform], sampling_rate=16000)
+        inputs = {name[len("audio_"):]: value for name, value in batch.items() if name.startswith("audio_")}
+        noisy.append(model.embed_modality("audio", **inputs)[0].float().cpu())
+    copies = features.select(rows)
+    copies.features["audio"] = torch.stack(noisy)
+    merged = CachedFeatures(
+        features.modalities,
+        {m: torch.cat([features.features[m], copies.features[m]]) for m in features.modalities},
+        torch.cat([features.mask, copies.mask]),
+        features.failures,
+        features.num_encoded + len(rows),
+        features.num_cached,
+    )
+    return {
+        "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
+        "labels": np.concatenate([split["labels"], split["labels"][rows]]),
+        "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
+        "features": merged,
+    }
+
+
 def register_head_only_checkpoints(accelerator: Accelerator) -> None:
     """With frozen encoders, epoch states hold the heads only (~1 MB instead of ~125 MB): the encoders never change
     and come back from the pretrained sources when the model is rebuilt."""
@@ -420,6 +468,8 @@ def training_function(args: argparse.Namespace) -> dict:
                     model, processor, split["items"], modalities, args.cache_dir,
                     show_progress=accelerator.is_local_main_process,
                 )  # fmt: skip
+        if "noise" in args.augment and "audio" in modalities:
+            split_data[0] = add_noisy_audio_copies(model, processor, split_data[0], modalities, args.seed)
         for split, name in zip(split_data, ("train", "validation")):
             cached = split["features"]
             accelerator.print(
@@ -455,6 +505,7 @@ def training_function(args: argparse.Namespace) -> dict:
         f"Training {num_params:,} parameters on {len(split_data[0]['labels'])} items ({', '.join(modalities)}; {accelerator.num_processes} "
         f"process(es) x batch {args.batch_size} x {args.gradient_accumulation_steps} accumulation steps)"
     )
+    dropout_rng = np.random.default_rng([args.seed, accelerator.process_index, progress.epoch])
     for epoch in range(progress.epoch, args.epochs):
         model.train()
         train_dataloader.set_epoch(epoch)
@@ -462,6 +513,8 @@ def training_function(args: argparse.Namespace) -> dict:
         bar = tqdm(train_dataloader, desc=f"epoch {epoch + 1}/{args.epochs}", leave=False,
                    disable=not accelerator.is_local_main_process)  # fmt: skip
         for batch in bar:
+            if "modality_dropout" in args.augment:
+                batch["modality_mask"] = modality_dropout(batch["modality_mask"], args.modality_dropout, dropout_rng)
             with accelerator.accumulate(model):
                 outputs = model(**batch, global_step=progress.optimizer_step)
                 accelerator.backward(outputs.loss)
