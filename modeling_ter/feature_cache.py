@@ -224,14 +224,18 @@ def processor_settings(processor: Any, modality: str) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def embed_item(model: torch.nn.Module, processor: Any, modality: str, value: str) -> torch.Tensor:
-    """Pooled features `(num_feature_layers, embed_dim)` of one item of one modality, from its raw input.
+def embed_item(
+    model: torch.nn.Module, processor: Any, modality: str, value: Any, sampling_rate: int | None = None
+) -> torch.Tensor:
+    """Pooled features `(num_feature_layers, embed_dim)` of one item of one modality, from its raw input (a path,
+    a text, or an audio array with its `sampling_rate`).
 
     Raises `ValueError` (or `FileNotFoundError`) when the processor cannot read the item or masks it (no face).
     """
-    batch = processor(**{modality: [value]}, return_tensors="pt")
+    batch = processor(**{modality: [value]}, sampling_rate=sampling_rate, return_tensors="pt")
     if not bool(batch["modality_mask"][0, list(processor.modalities).index(modality)]):
-        raise ValueError(f"the processor masked the {modality} modality of {value!r} (for video: no face found).")
+        shown = value if isinstance(value, str) else f"an array of shape {getattr(value, 'shape', '?')}"
+        raise ValueError(f"the processor masked the {modality} modality of {shown!r} (for video: no face found).")
     prefix = f"{modality}_"
     inputs = {name[len(prefix):]: tensor for name, tensor in batch.items() if name.startswith(prefix)}
     device = next(model.parameters()).device

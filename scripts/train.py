@@ -47,9 +47,10 @@ from modeling_ter.audio import load_audio
 from modeling_ter.augmentation import NOISE_COLORS, add_noise, modality_dropout
 from modeling_ter.configuration_ter import FUSION_RULES, MODALITIES
 from modeling_ter.corpora import EMOTION_LABELS, load_manifest_dataset
-from modeling_ter.feature_cache import CachedFeatures, compute_features
+from modeling_ter.feature_cache import CachedFeatures, compute_features, embed_item
 from modeling_ter.model_card import build_model_card
 from modeling_ter.pretrained_encoders import build_default_model, build_default_processor
+from modeling_ter.whisper_conversion import SAMPLING_RATE
 from trusted_f1.trusted_metrics import THRESHOLD_STRATEGIES, select_threshold, trusted_scores
 
 
@@ -299,11 +300,9 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
     rows = [i for i, path in enumerate(split["items"]["audio"]) if path is not None and features.mask[i, column]]
     noisy = []
     for i in rows:
-        waveform = load_audio(split["items"]["audio"][i])
+        waveform = load_audio(split["items"]["audio"][i], SAMPLING_RATE)
         waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(NOISE_COLORS), rng)
-        batch = processor(audio=[waveform], sampling_rate=16000)
-        inputs = {name[len("audio_"):]: value for name, value in batch.items() if name.startswith("audio_")}
-        noisy.append(model.embed_modality("audio", **inputs)[0].float().cpu())
+        noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
     copies = features.select(rows)
     copies.features["audio"] = torch.stack(noisy)
     merged = CachedFeatures(
