@@ -17,9 +17,9 @@ from modeling_ter.whisper_conversion import (
 )
 from modeling_ter.modeling_ter import whisper_encoder_unpadded
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CREMA_D = SHARED / "data" / "crema_d" / "AudioWAV_16k"
-CLIP = CREMA_D / "1001_DFA_ANG_XX.wav"
+# The project's own copy of the real CREMA-D clips (16 kHz, lossless FLAC of set A's WAV files).
+CREMA_D = Path(__file__).resolve().parents[1] / "data" / "crema_d" / "AudioWAV_16k"
+CLIP = CREMA_D / "1001_DFA_ANG_XX.flac"
 needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"the real CREMA-D clip {CLIP} is not on this machine")
 
 
@@ -223,7 +223,7 @@ def test_batch_of_unequal_lengths_equals_each_clip_alone(converted, feature_extr
 
     encoder = WhisperModel.from_pretrained(converted, attn_implementation=attn_implementation).encoder.eval()
     # 228 and 191 real mel frames: the odd one checks the ceil(T / 2) frame count.
-    features, mask = _features(feature_extractor, [CLIP, CREMA_D / "1001_DFA_HAP_XX.wav"])
+    features, mask = _features(feature_extractor, [CLIP, CREMA_D / "1001_DFA_HAP_XX.flac"])
     lengths = mask.sum(-1)
     assert lengths.tolist() == [228, 191]
     num_frames = int(lengths.max())
@@ -251,7 +251,7 @@ def test_unpadded_pooled_embedding_is_close_to_the_padded_one(model, feature_ext
     is still nearest to its own padded embedding among the clips.
     """
     encoder = model.model.encoder
-    files = sorted(CREMA_D.glob("*.wav"))
+    files = sorted(CREMA_D.glob("*.flac"))
     features, mask = _features(feature_extractor, files)
     num_frames = int(mask.sum(-1).max())
     with torch.no_grad():
