@@ -236,11 +236,20 @@ def embed_item(
     if not bool(batch["modality_mask"][0, list(processor.modalities).index(modality)]):
         shown = value if isinstance(value, str) else f"an array of shape {getattr(value, 'shape', '?')}"
         raise ValueError(f"the processor masked the {modality} modality of {shown!r} (for video: no face found).")
+    return embed_processed(model, batch, modality)[0].float().cpu()
+
+
+def embed_processed(model: torch.nn.Module, batch: Any, modality: str) -> torch.Tensor:
+    """Pooled features `(batch, num_feature_layers, embed_dim)` of one modality of a processor's output.
+
+    `batch` holds the model's input names (`audio_input_features`, `text_input_ids`, ...); the `<modality>_` ones
+    go, without their prefix and on the model's device, to `model.embed_modality`.
+    """
     prefix = f"{modality}_"
-    inputs = {name[len(prefix):]: tensor for name, tensor in batch.items() if name.startswith(prefix)}
     device = next(model.parameters()).device
-    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
-    return model.embed_modality(modality, **inputs)[0].float().cpu()
+    inputs = {name[len(prefix) :]: value for name, value in batch.items() if name.startswith(prefix)}
+    inputs = {name: torch.as_tensor(value).to(device) for name, value in inputs.items()}
+    return model.embed_modality(modality, **inputs)
 
 
 def compute_features(
@@ -317,6 +326,7 @@ __all__ = [
     "compute_features",
     "default_feature_cache_dir",
     "embed_item",
+    "embed_processed",
     "encoder_key",
     "item_key",
     "processor_settings",

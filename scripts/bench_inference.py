@@ -36,6 +36,7 @@ from transformers import pipeline
 import modeling_ter  # noqa: F401  (registers TER with the Auto classes)
 import modeling_ter.pipeline_ter  # noqa: F401  (registers the trusted-emotion-recognition task)
 from modeling_ter.corpora import read_manifest
+from modeling_ter.feature_cache import embed_processed
 
 
 def _status_kb(field: str) -> int:
@@ -103,8 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     def encoders() -> None:
         for batch in batches:
             for modality in modalities:
-                prefix = f"{modality}_"
-                model.embed_modality(modality, **{k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)})
+                embed_processed(model, batch, modality)
 
     def forward() -> None:
         for batch in batches:

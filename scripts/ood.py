@@ -40,7 +40,7 @@ from modeling_ter.audio import load_audio
 from modeling_ter.augmentation import colored_noise
 from modeling_ter.baselines import fit_classifier, predict_with_confidence
 from modeling_ter.corpora import read_manifest
-from modeling_ter.feature_cache import compute_features
+from modeling_ter.feature_cache import compute_features, embed_processed
 
 
 _spec = importlib.util.spec_from_file_location("ter_robustness_script", Path(__file__).with_name("robustness.py"))
@@ -147,8 +147,7 @@ def embed(model, processor, modality: str, values: list, batch_size: int) -> tor
     parts = []
     for start in range(0, len(values), batch_size):
         batch = processor(**{modality: values[start : start + batch_size]}, sampling_rate=SAMPLING_RATE)
-        inputs = {name[len(modality) + 1 :]: value for name, value in batch.items() if name.startswith(f"{modality}_")}
-        parts.append(model.embed_modality(modality, **inputs).float())
+        parts.append(embed_processed(model, batch, modality).float())
     return torch.cat(parts)
 
 
