@@ -2,6 +2,7 @@
 that has transformers and evaluate but not our package (as a user's other project would)."""
 
 import json
+import shutil
 import site
 import subprocess
 import sys
@@ -88,12 +89,28 @@ def test_push_then_load_model_and_metric_in_a_fresh_environment(hub_server, hub_
     checkpoint = tmp_path / "checkpoint"
     model.save_pretrained(checkpoint)
     (checkpoint / "README.md").write_text("---\nlibrary_name: transformers\n---\n# tiny TER\n")
-    for arguments in ([str(checkpoint), "org/ter-tiny"], ["--metric_space", "org/trusted_f1"]):
-        pushed = subprocess.run(
+    # The real metric folder, with a bytecode cache in it: tests, __init__ and caches must stay out of the Space.
+    metric_dir = tmp_path / "space" / "trusted_f1"  # not beside the client, whose cwd is on its sys.path
+    shutil.copytree(REPO_ROOT / "metrics" / "trusted_f1", metric_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    (metric_dir / "__pycache__").mkdir()
+    (metric_dir / "__pycache__" / "trusted_f1.cpython-311.pyc").write_bytes(b"\0")
+
+    def push(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
             [sys.executable, str(PUSH_SCRIPT), *arguments], env=hub_env, cwd=REPO_ROOT, capture_output=True, text=True,
             timeout=300,
         )
+
+    for pushed in (
+        push(str(checkpoint), "org/ter-tiny"),
+        push("--metric_space", "org/trusted_f1", "--metric_dir", str(metric_dir)),
+    ):
         assert pushed.returncode == 0, pushed.stderr[-3000:]
+    assert hub_server.repos[("space", "org/trusted_f1")].sdk == "gradio"
+    assert set(hub_server.head("space", "org/trusted_f1").files) == {
+        ".gitattributes", "trusted_f1.py", "trusted_metrics.py", "README.md", "app.py", "requirements.txt"}
+    renamed = push("--metric_space", "org/other_name", "--metric_dir", str(metric_dir))
+    assert renamed.returncode == 2 and "no other_name.py" in renamed.stderr
 
     inputs = fixed_inputs()
     torch.save(inputs, tmp_path / "inputs.pt")
@@ -107,7 +124,7 @@ def test_push_then_load_model_and_metric_in_a_fresh_environment(hub_server, hub_
 
     python = fresh_environment(tmp_path / "venv")
     client = subprocess.run(
-        [str(python), "-c", CLIENT, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt"), str(tmp_path / "scores.json")],
+        [str(python), "-c", CLIENT, *(str(tmp_path / name) for name in ("inputs.pt", "out.pt", "scores.json"))],
         env=hub_env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert client.returncode == 0, client.stderr[-4000:]
