@@ -34,9 +34,9 @@ import torch
 from transformers import pipeline
 
 import modeling_ter  # noqa: F401  (registers TER with the Auto classes)
-import modeling_ter.pipeline_ter  # noqa: F401  (registers the trusted-emotion-recognition task)
-from modeling_ter.corpora import read_manifest
-from modeling_ter.feature_cache import embed_processed
+import modeling_ter.pipelines.trusted_emotion_recognition  # noqa: F401  (registers the trusted-emotion-recognition task)
+from modeling_ter.data.feature_cache import embed_processed
+from modeling_ter.data.manifest import read_manifest
 
 
 def _status_kb(field: str) -> int:
@@ -92,7 +92,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     model, processor = recognizer.model.eval(), recognizer.processor
     unknown = sorted(set(modalities) - set(model.config.modalities))
     if unknown:
-        raise ValueError(f"--modalities {unknown} are not modalities of {args.model} ({list(model.config.modalities)}).")
+        raise ValueError(
+            f"--modalities {unknown} are not modalities of {args.model} ({list(model.config.modalities)})."
+        )
     inputs = load_inputs(args, modalities)
     chunks = [inputs[i : i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
 
@@ -137,12 +139,23 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         print(f"{name:<12} {median[name]:>9.3f} {fastest[name]:>8.3f} {n / fastest[name]:>12.1f} {memory[name]:>14.1f}")
     for label, values in (("median", median), ("min", fastest)):
         ratio = values["model"] / values["encoders"]
-        print(f"fusion + heads overhead ({label}): model / encoders = {ratio:.4f} ({ratio - 1:+.2%}); "
-              f"pipeline / (preprocess + model) = {values['pipeline'] / (values['preprocess'] + values['model']):.4f}")
+        print(
+            f"fusion + heads overhead ({label}): model / encoders = {ratio:.4f} ({ratio - 1:+.2%}); "
+            f"pipeline / (preprocess + model) = {values['pipeline'] / (values['preprocess'] + values['model']):.4f}"
+        )
     overhead = fastest["model"] / fastest["encoders"] - 1.0
-    print(f"single-utterance latency over {len(latencies)} items: median {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p90 {np.percentile(latencies, 90) * 1000:.1f} ms")  # fmt: skip
-    return {"n": n, "median_s": median, "min_s": fastest, "peak_rss_mib": memory, "latency_s": latencies, "overhead": overhead}
+    print(
+        f"single-utterance latency over {len(latencies)} items: median {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p90 {np.percentile(latencies, 90) * 1000:.1f} ms"
+    )
+    return {
+        "n": n,
+        "median_s": median,
+        "min_s": fastest,
+        "peak_rss_mib": memory,
+        "latency_s": latencies,
+        "overhead": overhead,
+    }
 
 
 if __name__ == "__main__":

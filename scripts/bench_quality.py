@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -43,7 +42,6 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "manifest.csv"
@@ -58,13 +56,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="manifest CSV (default: set A)")
     parser.add_argument("--output_json", default=None, help="write every score here")
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated subset of {','.join(LEVERS)}")
-    parser.add_argument("--corpora", default=None, help="comma-separated corpora to run (default: all with >= 2 speakers)")
+    parser.add_argument(
+        "--corpora", default=None, help="comma-separated corpora to run (default: all with >= 2 speakers)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="outer folds per corpus (at most its number of speakers)")
-    parser.add_argument("--train_args", default="",
-                        help="extra scripts/train.py arguments for every TER run, e.g. '--epochs 100 --learning_rate 1e-3'")  # fmt: skip
+    parser.add_argument(
+        "--train_args",
+        default="",
+        help="extra scripts/train.py arguments for every TER run, e.g. '--epochs 100 --learning_rate 1e-3'",
+    )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--work_dir", default=None,
-                        help="fold manifests, noisy copies and logs (default: $TER_CACHE/bench_quality)")  # fmt: skip
+    parser.add_argument(
+        "--work_dir", default=None, help="fold manifests, noisy copies and logs (default: $TER_CACHE/bench_quality)"
+    )
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: $TER_CACHE/features)")
     args = parser.parse_args(argv)
     args.levers = [lever.strip() for lever in args.levers.split(",") if lever.strip()]
@@ -76,17 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_script(name: str):
-    """scripts/<name>.py as a module (loaded by path: `evaluate` would shadow the 🤗 library)."""
-    spec = importlib.util.spec_from_file_location(f"ter_{name}_script", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def read_records(csv_path: Path) -> list[dict]:
     """`read_manifest` records whose `id` (the `path` column) is made absolute, so that they can be written anywhere."""
-    from modeling_ter.corpora import read_manifest
+    from modeling_ter.data.manifest import read_manifest
 
     folder = Path(csv_path).resolve().parent
     return [{**r, "id": os.path.normpath(folder / r["id"])} for r in read_manifest(csv_path)[0]]
@@ -94,16 +90,20 @@ def read_records(csv_path: Path) -> list[dict]:
 
 def to_manifest_rows(records: list[dict]):
     """Records of `read_records` as `ManifestRow`s (for `write_manifest`)."""
-    from modeling_ter.corpora import ManifestRow
+    from modeling_ter.data.manifest import ManifestRow
 
     return [
         ManifestRow(
-            corpus=r["corpus"], path=r["id"], label=r["label"], speaker_id=r["speaker_id"],
-            modality_files=tuple(r[m] for m in ("audio", "video") if r[m]), transcript=r["text"],
+            corpus=r["corpus"],
+            path=r["id"],
+            label=r["label"],
+            speaker_id=r["speaker_id"],
+            modality_files=tuple(r[m] for m in ("audio", "video") if r[m]),
+            transcript=r["text"],
             language=r["language"],
         )
         for r in records
-    ]  # fmt: skip
+    ]
 
 
 def noisy_copy(path: str, folder: Path, seed: int) -> Path:
@@ -111,8 +111,8 @@ def noisy_copy(path: str, folder: Path, seed: int) -> Path:
     written once and then reused: its unchanged mtime keeps its cached features valid."""
     import soundfile as sf
 
-    from modeling_ter.audio import load_audio
-    from modeling_ter.augmentation import add_noise
+    from modeling_ter.data.augmentation import add_noise
+    from modeling_ter.processing.audio import load_audio
 
     target = folder / f"{Path(path).stem}_{zlib.crc32(path.encode()):08x}_noisy.wav"
     if not target.is_file():
@@ -127,7 +127,7 @@ def noisy_copy(path: str, folder: Path, seed: int) -> Path:
 
 def speaker_normalizing(compute_features, speaker_of: dict[str, str]):
     """`compute_features` whose result is z-scored per speaker (`speaker_of`: audio path -> speaker id)."""
-    from modeling_ter.baselines import speaker_normalize
+    from modeling_ter.evaluation.baselines import speaker_normalize
 
     def wrapped(model, processor, items, modalities, *args, **kwargs):
         cached = compute_features(model, processor, items, modalities, *args, **kwargs)
@@ -159,13 +159,11 @@ class Benchmark:
         self.manifest = Path(args.manifest)
         self.records = read_records(self.manifest)
         self.work_dir = Path(args.work_dir) if args.work_dir else self._default_work_dir()
-        self.train_script = load_script("train")
-        self.evaluate_script = self.train_script.evaluate_script  # the module train.py itself uses
         self.results: dict = {"corpora": {}, "skipped": {}}
 
     @staticmethod
     def _default_work_dir() -> Path:
-        from modeling_ter.whisper_conversion import default_cache_dir
+        from modeling_ter.utils.cache import default_cache_dir
 
         return default_cache_dir() / "bench_quality"
 
@@ -193,13 +191,13 @@ class Benchmark:
         return chosen
 
     def write(self, records: list[dict], path: Path) -> Path:
-        from modeling_ter.corpora import write_manifest
+        from modeling_ter.data.manifest import write_manifest
 
         return write_manifest(to_manifest_rows(records), path)
 
     def inner_split(self, train_csv: Path) -> tuple[list[int], list[int]]:
         """Positions (in the training CSV) of train.py's inner train and validation items."""
-        from modeling_ter.corpora import load_manifest_dataset, read_manifest
+        from modeling_ter.data.manifest import load_manifest_dataset, read_manifest
 
         splits = load_manifest_dataset(train_csv, validation_fraction=VALIDATION_FRACTION, seed=self.args.seed)
         rows, problems = read_manifest(train_csv)
@@ -211,9 +209,9 @@ class Benchmark:
     # -- baselines ----------------------------------------------------------------------------------------------
     def baseline_features(self, records: list[dict], modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Frozen pooled encoder features (the same cache entries TER's default model reads) and eGeMAPS."""
-        from modeling_ter.baselines import egemaps_features
-        from modeling_ter.feature_cache import compute_features
-        from modeling_ter.pretrained_encoders import build_default_model, build_default_processor
+        from modeling_ter.data.feature_cache import compute_features
+        from modeling_ter.encoders.defaults import build_default_model, build_default_processor
+        from modeling_ter.evaluation.baselines import egemaps_features
 
         encoders = tuple(m for m in modalities if m in ("audio", "text"))
         model, processor = build_default_model(encoders), build_default_processor(encoders)
@@ -232,7 +230,7 @@ class Benchmark:
 
     def run_baselines(self, features, labels, speakers, inner_train, validation, test, num_classes) -> dict:
         """Every baseline row of one fold: fit on inner train, calibrate τ on validation, score on test."""
-        from modeling_ter.baselines import fit_classifier, predict_with_confidence, speaker_normalize
+        from modeling_ter.evaluation.baselines import fit_classifier, predict_with_confidence, speaker_normalize
         from trusted_f1.trusted_metrics import select_threshold, trusted_scores
 
         rows = {}
@@ -242,8 +240,12 @@ class Benchmark:
             modality = "audio" if name == "egemaps" else name.replace("audio+text", "fused")
             for normalize in variants:
                 x = speaker_normalize(values, speakers) if normalize else values
-                classifier = fit_classifier("svm" if method == "egemaps_svm" else "logistic", x[inner_train],
-                                            labels[inner_train], seed=self.args.seed)  # fmt: skip
+                classifier = fit_classifier(
+                    "svm" if method == "egemaps_svm" else "logistic",
+                    x[inner_train],
+                    labels[inner_train],
+                    seed=self.args.seed,
+                )
                 val_pred, val_conf = predict_with_confidence(classifier, x[validation])
                 tau = select_threshold(val_pred == labels[validation], val_conf, "break_even")
                 pred, conf = predict_with_confidence(classifier, x[test])
@@ -255,30 +257,44 @@ class Benchmark:
     def run_ter(self, lever, corpus, modalities, train_csv, test_csv, fold_dir, speaker_of) -> dict:
         """train.py + evaluate.py on one fold; returns {modality or "fused": scores} for `corpus`."""
         out, log = fold_dir / f"ter_{lever}", fold_dir / f"ter_{lever}.log"
-        argv = ["--output_dir", str(out), "--overwrite_output_dir", "--manifest", str(train_csv),
-                "--modalities", ",".join(modalities), "--seed", str(self.args.seed),
-                "--validation_fraction", str(VALIDATION_FRACTION)]  # fmt: skip
+        argv = [
+            "--output_dir",
+            str(out),
+            "--overwrite_output_dir",
+            "--manifest",
+            str(train_csv),
+            "--modalities",
+            ",".join(modalities),
+            "--seed",
+            str(self.args.seed),
+            "--validation_fraction",
+            str(VALIDATION_FRACTION),
+        ]
         argv += shlex.split(self.args.train_args)
         if self.args.cache_dir is not None:
             argv += ["--cache_dir", self.args.cache_dir]
         if lever == "base":
             argv += ["--weighted_layer_sum", "none"]
+        from transformers import HfArgumentParser
+
+        from modeling_ter.evaluation import report as evaluation
+        from modeling_ter.training import loop
+        from modeling_ter.training.arguments import TERTrainingArguments
+
+        (train_args,) = HfArgumentParser(TERTrainingArguments).parse_args_into_dataclasses(argv)
         patches = contextlib.ExitStack()
-        # A fold's checkpoint is deleted once scored: its plots would only cost time (train.py draws them).
-        patches.enter_context(mock.patch.object(self.evaluate_script, "save_plots", lambda *args, **kwargs: []))
+        # A fold's checkpoint is deleted once scored: its plots would only cost time (training draws them).
+        patches.enter_context(mock.patch.object(loop, "save_plots", lambda *args, **kwargs: []))
         if lever == "speaker_norm":
-            for module in (self.train_script, self.evaluate_script):
+            for module in (loop, evaluation):
                 wrapped = speaker_normalizing(module.compute_features, speaker_of)
                 patches.enter_context(mock.patch.object(module, "compute_features", wrapped))
         eval_json = fold_dir / f"ter_{lever}_eval.json"
-        eval_argv = ["--model", str(out), "--manifest", str(test_csv), "--output_json", str(eval_json)]
-        if self.args.cache_dir is not None:
-            eval_argv += ["--cache_dir", self.args.cache_dir]
         buffer = io.StringIO()
         try:
             with patches, contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                self.train_script.main(argv)
-                report = self.evaluate_script.main(eval_argv)
+                loop.train(train_args)
+                report = evaluation.evaluate_checkpoint(out, test_csv, eval_json, cache_dir=self.args.cache_dir)
         finally:
             log.write_text(buffer.getvalue())
         shutil.rmtree(out, ignore_errors=True)  # ~125 MB per checkpoint; the scores are in eval_json
@@ -286,8 +302,8 @@ class Benchmark:
 
     # -- main loop ----------------------------------------------------------------------------------------------
     def run_corpus(self, corpus: str, records: list[dict]) -> None:
-        from modeling_ter.configuration_ter import EMOTION_LABELS
-        from modeling_ter.corpora import load_manifest_dataset, speaker_folds
+        from modeling_ter.data.manifest import load_manifest_dataset, speaker_folds
+        from modeling_ter.models.configuration_ter import EMOTION_LABELS
 
         modalities = tuple(m for m in ("audio", "text") if any(r[m] for r in records))
         corpus_dir = self.work_dir / corpus
@@ -306,8 +322,10 @@ class Benchmark:
             ter_levers = [lever for lever in ter_levers if lever != "noise_aug"]
         noisy = {}
         if "noise_aug" in ter_levers:
-            noisy = {r["audio"]: str(noisy_copy(r["audio"], self.work_dir / "noisy" / corpus, self.args.seed))
-                     for r in records}  # fmt: skip
+            noisy = {
+                r["audio"]: str(noisy_copy(r["audio"], self.work_dir / "noisy" / corpus, self.args.seed))
+                for r in records
+            }
         speaker_of = {r["audio"]: r["speaker_id"] for r in records if r["audio"]}
         speaker_of.update({noisy[path]: speaker for path, speaker in speaker_of.items() if path in noisy})
 
@@ -321,10 +339,15 @@ class Benchmark:
             test_csv = self.write([records[i] for i in test_idx], fold_dir / "test.csv")
             inner, validation = self.inner_split(train_csv)
             inner, validation = train_idx[inner], train_idx[validation]
-            fold_info.append({
-                "test_speakers": sorted(set(speakers[test_idx])), "validation_speakers": sorted(set(speakers[validation])),
-                "n_train": len(inner), "n_validation": len(validation), "n_test": len(test_idx),
-            })  # fmt: skip
+            fold_info.append(
+                {
+                    "test_speakers": sorted(set(speakers[test_idx])),
+                    "validation_speakers": sorted(set(speakers[validation])),
+                    "n_train": len(inner),
+                    "n_validation": len(validation),
+                    "n_test": len(test_idx),
+                }
+            )
             rows = self.run_baselines(features, labels, speakers, inner, validation, test_idx, len(present))
             for lever in ter_levers:
                 train_csv_lever = train_csv
@@ -343,9 +366,11 @@ class Benchmark:
                     rows[("TER", lever, modality)] = scores
             for key, scores in rows.items():
                 per_row[key].append({k: scores[k] for k in (*TABLE_KEYS, "threshold", "n")})
-            print(f"{corpus} fold {k + 1}/{len(folds)} (test speakers {', '.join(fold_info[-1]['test_speakers'][:6])}"
-                  f"{'...' if len(fold_info[-1]['test_speakers']) > 6 else ''}): {time.perf_counter() - start:.0f} s",
-                  flush=True)  # fmt: skip
+            print(
+                f"{corpus} fold {k + 1}/{len(folds)} (test speakers {', '.join(fold_info[-1]['test_speakers'][:6])}"
+                f"{'...' if len(fold_info[-1]['test_speakers']) > 6 else ''}): {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         self.results["corpora"][corpus] = {
             "modalities": list(modalities),
             "labels": present,
@@ -363,16 +388,23 @@ class Benchmark:
         for corpus, records in self.corpus_records().items():
             self.run_corpus(corpus, records)
         self.results.update(
-            manifest=str(self.manifest), levers=self.args.levers, seed=self.args.seed, train_args=self.args.train_args,
-            threshold_strategy="break_even", wall_time_s=time.perf_counter() - start,
-        )  # fmt: skip
+            manifest=str(self.manifest),
+            levers=self.args.levers,
+            seed=self.args.seed,
+            train_args=self.args.train_args,
+            threshold_strategy="break_even",
+            wall_time_s=time.perf_counter() - start,
+        )
         return self.results
 
 
 def row_order(key: tuple[str, str, str]) -> tuple:
     method, lever, modality = key
-    return (("egemaps_svm", "logreg", "TER").index(method), LEVERS.index(lever),
-            ("fused", "audio", "text").index(modality) if modality in ("fused", "audio", "text") else 3)  # fmt: skip
+    return (
+        ("egemaps_svm", "logreg", "TER").index(method),
+        LEVERS.index(lever),
+        ("fused", "audio", "text").index(modality) if modality in ("fused", "audio", "text") else 3,
+    )
 
 
 def markdown_table(results: dict) -> str:
@@ -408,8 +440,10 @@ def verdicts(results: dict) -> list[str]:
 def main(argv=None) -> dict | None:
     args = parse_args(argv)
     if not Path(args.manifest).is_file():
-        print(f"Skipping the quality benchmark: no manifest at {args.manifest} (set A lives in ../shared/data; pass "
-              "--manifest to use another corpus).")  # fmt: skip
+        print(
+            f"Skipping the quality benchmark: no manifest at {args.manifest} (set A lives in ../shared/data; pass "
+            "--manifest to use another corpus)."
+        )
         return None
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from modeling_ter.whisper_conversion import whisper_tiny_en_path
+from modeling_ter.encoders.whisper_conversion import whisper_tiny_en_path
 
 TRAIN_SCRIPT = Path(__file__).resolve().with_name("train.py")
 
@@ -42,8 +42,11 @@ def timed_run(cache: Path, output_dir: Path, train_args: Sequence[str]) -> tuple
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description="Main training job, cold vs warm feature cache.")
     parser.add_argument("--train_args", default="", help="extra arguments for scripts/train.py, as one string")
-    parser.add_argument("--include_conversion", action="store_true",
-                        help="do not pre-copy the converted Whisper encoder: the cold run converts it too")  # fmt: skip
+    parser.add_argument(
+        "--include_conversion",
+        action="store_true",
+        help="do not pre-copy the converted Whisper encoder: the cold run converts it too",
+    )
     args = parser.parse_args(argv)
     train_args = shlex.split(args.train_args)
     times = {}
@@ -62,7 +65,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
                     print(f"  {line.strip()}")
             if status != 0:
                 print(f"  the {name} run failed; its last lines:\n" + "\n".join(lines[-5:]))
-    print(f"cold / warm = {times['cold'] / times['warm']:.2f}  (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    print(
+        f"cold / warm = {times['cold'] / times['warm']:.2f}  (load average {' '.join(f'{x:.2f}' for x in os.getloadavg())})"
+    )
     return times
 
 

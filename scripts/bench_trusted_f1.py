@@ -29,6 +29,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import evaluate  # noqa: E402
 import numpy as np  # noqa: E402
+
 from trusted_f1.trusted_metrics import trusted_scores  # noqa: E402
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "metrics" / "trusted_f1"

@@ -18,8 +18,8 @@ import torch
 from scipy.signal import resample_poly
 from transformers import AutoFeatureExtractor, WhisperModel
 
-from modeling_ter.modeling_ter import whisper_encoder_unpadded
-from modeling_ter.whisper_conversion import SAMPLING_RATE, whisper_tiny_en_path
+from modeling_ter.encoders.whisper_conversion import SAMPLING_RATE, whisper_tiny_en_path
+from modeling_ter.models.whisper_unpadded import whisper_encoder_unpadded
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

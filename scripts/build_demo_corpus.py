@@ -25,16 +25,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from modeling_ter.audio import load_audio
-from modeling_ter.corpora import (
-    ManifestRow,
-    parse_crema_d,
-    parse_emodb,
-    parse_meld,
-    read_manifest,
-    write_manifest,
-)
-
+from modeling_ter.data.layouts import parse_crema_d, parse_emodb, parse_meld
+from modeling_ter.data.manifest import ManifestRow, read_manifest, write_manifest
+from modeling_ter.processing.audio import load_audio
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLING_RATE = 16000
@@ -125,13 +118,13 @@ A compact, real subset of our developer set A (`../shared/data`), shipped inside
 and evaluation jobs run on a fresh machine. Built by `scripts/build_demo_corpus.py`; do not edit by hand.
 Every item is real, human-recorded (or human-written) and human-labelled. {len(rows)} items in `manifest.csv`
 (our manifest format: corpus, path, label, speaker_id, modality_files, transcript, language; paths relative to
-this folder). Load it with `modeling_ter.corpora.load_manifest_dataset("data/manifest.csv")`.
+this folder). Load it with `modeling_ter.data.manifest.load_manifest_dataset("data/manifest.csv")`.
 
 | corpus | items | speakers | modalities | labels | licence |
 |---|---|---|---|---|---|
-| CREMA-D | {sum(counts['crema_d'].values())} | {speakers['crema_d']} (actor 1001, male, 51) | video (FLV) + audio (16 kHz FLAC) + transcript | {table('crema_d')} | ODbL 1.0 + DbCL 1.0 |
-| EmoDB | {sum(counts['emodb'].values())} | {speakers['emodb']} (03, 08, 09, 10, 11) | audio (16 kHz FLAC) + German transcript | {table('emodb')} | free for research (see below) |
-| MELD | {sum(counts['meld'].values())} | {speakers['meld']} (Friends characters) | text only | {table('meld')} | GPL-3.0 (text from *Friends*) |
+| CREMA-D | {sum(counts["crema_d"].values())} | {speakers["crema_d"]} (actor 1001, male, 51) | video (FLV) + audio (16 kHz FLAC) + transcript | {table("crema_d")} | ODbL 1.0 + DbCL 1.0 |
+| EmoDB | {sum(counts["emodb"].values())} | {speakers["emodb"]} (03, 08, 09, 10, 11) | audio (16 kHz FLAC) + German transcript | {table("emodb")} | free for research (see below) |
+| MELD | {sum(counts["meld"].values())} | {speakers["meld"]} (Friends characters) | text only | {table("meld")} | GPL-3.0 (text from *Friends*) |
 
 Total size: about {folder_size(out) / 1e6:.1f} MB.
 

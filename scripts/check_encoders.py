@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from modeling_ter.corpora import read_manifest
-from modeling_ter.feature_cache import compute_features
-from modeling_ter.pretrained_encoders import build_default_model, build_default_processor
+from modeling_ter.data.feature_cache import compute_features
+from modeling_ter.data.manifest import read_manifest
+from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "data" / "manifest.csv"
 

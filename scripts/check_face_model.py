@@ -22,10 +22,10 @@ from safetensors.torch import load_file
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_ter.modeling_ter import MiniXceptionFaceEncoder  # noqa: E402
-from modeling_ter.video import extract_face_frames  # noqa: E402
+from modeling_ter.models.face_cnn import MiniXceptionFaceEncoder  # noqa: E402
+from modeling_ter.processing.video import extract_face_frames  # noqa: E402
 
-PRETRAINED = REPO_ROOT / "modeling_ter" / "pretrained" / "fer2013_mini_xception"
+PRETRAINED = REPO_ROOT / "modeling_ter" / "encoders" / "fer2013_mini_xception"
 # FER2013 class names -> the project's label vocabulary
 FER_TO_VOCABULARY = {
     "angry": "anger",

@@ -11,7 +11,7 @@ import time
 
 from safetensors import safe_open
 
-from modeling_ter.whisper_conversion import (
+from modeling_ter.encoders.whisper_conversion import (
     bundled_whisper_tiny_en_dir,
     convert_ctranslate2_whisper,
     whisper_tiny_en_path,

@@ -14,7 +14,7 @@ made here with a fixed seed, `--per_kind` clips each (1.5-3 s at 16 kHz):
 
 For each kind, the AUROC with which a score separates OOD (positive) from ID: TER's fused uncertainty `u`, and for
 comparison `1 - max softmax` of a logistic-regression baseline trained on the same frozen encoder features
-(`modeling_ter.baselines.fit_classifier`) of the manifest's other speakers (`--train_manifest`). Two settings:
+(`modeling_ter.evaluation.baselines.fit_classifier`) of the manifest's other speakers (`--train_manifest`). Two settings:
 `audio_only` (ID items without their transcript, OOD clips alone) and `audio_text` (ID items with their transcript,
 each OOD clip paired with the transcript of a random ID item), so the number of modalities never differs between
 ID and OOD. Also reported: the share of OOD clips the checkpoint *trusts* at its stored threshold.
@@ -23,10 +23,8 @@ ID and OOD. Also reported: the share of OOD clips the checkpoint *trusts* at its
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,19 +34,16 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from modeling_ter.audio import load_audio
-from modeling_ter.augmentation import colored_noise
-from modeling_ter.baselines import fit_classifier, predict_with_confidence
-from modeling_ter.corpora import read_manifest
-from modeling_ter.feature_cache import compute_features, embed_processed
+from modeling_ter.data.augmentation import colored_noise
+from modeling_ter.data.feature_cache import compute_features, embed_processed
+from modeling_ter.data.manifest import read_manifest
+from modeling_ter.encoders.whisper_conversion import SAMPLING_RATE
+from modeling_ter.evaluation.baselines import fit_classifier, predict_with_confidence
+from modeling_ter.evaluation.predict import collect_outputs
+from modeling_ter.evaluation.raw_inputs import load_checkpoint, load_samples
+from modeling_ter.processing.audio import load_audio
+from modeling_ter.utils.io import write_json_atomic
 
-
-_spec = importlib.util.spec_from_file_location("ter_robustness_script", Path(__file__).with_name("robustness.py"))
-robustness = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = robustness  # its dataclasses look their module up there
-_spec.loader.exec_module(robustness)
-
-SAMPLING_RATE = robustness.SAMPLING_RATE
 ESPEAK_SENTENCES = (
     ("de", "Der Zug nach Hamburg fährt heute von Gleis sieben ab."),
     ("de", "Bitte schließen Sie die Tür, wenn Sie den Raum verlassen."),
@@ -113,8 +108,18 @@ def make_espeak_clips(count: int, rng: np.random.Generator) -> Optional[list[np.
         for index in range(count):
             language, sentence = ESPEAK_SENTENCES[rng.integers(len(ESPEAK_SENTENCES))]
             path = Path(folder) / f"{index}.wav"
-            command = [executable, "-v", language, "-s", str(rng.integers(120, 181)), "-p", str(rng.integers(30, 71)),
-                       "-w", str(path), sentence]  # fmt: skip
+            command = [
+                executable,
+                "-v",
+                language,
+                "-s",
+                str(rng.integers(120, 181)),
+                "-p",
+                str(rng.integers(30, 71)),
+                "-w",
+                str(path),
+                sentence,
+            ]
             subprocess.run(command, check=True, capture_output=True)
             clips.append(load_audio(path, SAMPLING_RATE))
     return clips
@@ -154,8 +159,8 @@ def embed(model, processor, modality: str, values: list, batch_size: int) -> tor
 @torch.no_grad()
 def ter_scores(model, embeds: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
     """TER's fused `(uncertainty, confidence)`, each `(N,)`, from pooled features of the given modalities."""
-    outputs = model(**{f"{m}_embeds": value for m, value in embeds.items()}, return_dict=True)
-    return outputs.uncertainty.numpy(), outputs.confidence.numpy()
+    outputs = collect_outputs(model, [{f"{m}_embeds": value for m, value in embeds.items()}])
+    return outputs["uncertainty"], outputs["confidence"]
 
 
 def baseline_features(embeds: dict[str, torch.Tensor], modalities: Sequence[str]) -> np.ndarray:
@@ -168,12 +173,20 @@ def train_baseline(model, processor, args, exclude_speakers: set[str], modalitie
     evaluated speakers."""
     rows, _ = read_manifest(args.train_manifest)
     rows = [
-        row for row in rows
-        if row["label"] in model.config.label2id and row["speaker_id"] not in exclude_speakers
+        row
+        for row in rows
+        if row["label"] in model.config.label2id
+        and row["speaker_id"] not in exclude_speakers
         and all(row[m] is not None for m in modalities)
-    ]  # fmt: skip
-    cached = compute_features(model, processor, {m: [row[m] for row in rows] for m in modalities}, modalities,
-                              cache_dir=args.cache_dir, show_progress=False)  # fmt: skip
+    ]
+    cached = compute_features(
+        model,
+        processor,
+        {m: [row[m] for row in rows] for m in modalities},
+        modalities,
+        cache_dir=args.cache_dir,
+        show_progress=False,
+    )
     usable = cached.mask.all(1).numpy()
     features = baseline_features(cached.features, modalities)[usable]
     labels = np.array([model.config.label2id[row["label"]] for row in rows])[usable]
@@ -185,8 +198,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="checkpoint folder (written by scripts/train.py)")
     parser.add_argument("--manifest", required=True, help="manifest CSV of the in-distribution items")
     parser.add_argument("--output_dir", required=True, help="where ood.json goes")
-    parser.add_argument("--train_manifest", default=None,
-                        help="the baseline's training rows (default: --manifest); the evaluated speakers are left out")  # fmt: skip
+    parser.add_argument(
+        "--train_manifest",
+        default=None,
+        help="the baseline's training rows (default: --manifest); the evaluated speakers are left out",
+    )
     parser.add_argument("--corpus", default=None, help="in-distribution items of this corpus only (e.g. emodb)")
     parser.add_argument("--speakers", default=None, help="comma-separated in-distribution speaker ids (held-out ones)")
     parser.add_argument("--max_items", type=int, default=None, help="a seeded random subset of at most N ID items")
@@ -204,10 +220,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
-    model, processor = robustness.load_checkpoint(args.model)
+    model, processor = load_checkpoint(args.model)
     if "audio" not in model.config.modalities:
         raise ValueError(f"The OOD check feeds audio; the checkpoint {args.model} has {list(model.config.modalities)}.")
-    rows, samples = robustness.load_samples(args, model)
+    rows, samples = load_samples(args.manifest, model, args.corpus, args.speakers, args.max_items, args.seed)
     keep = [i for i, waveform in enumerate(samples["audio"]) if waveform is not None]
     if len(keep) < 2:
         raise ValueError("The OOD check needs at least 2 in-distribution items with audio; widen --corpus/--speakers.")
@@ -220,22 +236,35 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     ood_sets = make_ood_sets(args.per_kind, args.seed)
     rng = np.random.default_rng(args.seed)
     threshold = model.config.trusted_threshold
-    print(f"ID: {len(keep)} items (speakers {', '.join(sorted(speakers))}); OOD: {args.per_kind} clips per kind; "
-          f"stored τ={threshold:.4f}")  # fmt: skip
+    print(
+        f"ID: {len(keep)} items (speakers {', '.join(sorted(speakers))}); OOD: {args.per_kind} clips per kind; "
+        f"stored τ={threshold:.4f}"
+    )
 
     id_embeds = {"audio": embed(model, processor, "audio", id_audio, args.batch_size)}
     if "audio_text" in settings:
         id_embeds["text"] = embed(model, processor, "text", id_text, args.batch_size)
-    report = {"n_id": len(keep), "per_kind": args.per_kind, "threshold": threshold, "speakers": sorted(speakers),
-              "settings": {}}  # fmt: skip
+    report = {
+        "n_id": len(keep),
+        "per_kind": args.per_kind,
+        "threshold": threshold,
+        "speakers": sorted(speakers),
+        "settings": {},
+    }
     for setting, modalities in settings.items():
         baseline, n_train = train_baseline(model, processor, args, speakers, modalities)
         id_u, id_conf = ter_scores(model, {m: id_embeds[m] for m in modalities})
         id_baseline = predict_with_confidence(baseline, baseline_features(id_embeds, modalities))[1]
-        entry = {"baseline_train_items": n_train, "id_mean_uncertainty": float(id_u.mean()),
-                 "id_trusted_share": float((id_conf >= threshold).mean()), "kinds": {}}  # fmt: skip
-        print(f"\n[{setting}] logistic-regression baseline trained on {n_train} items; ID mean u={id_u.mean():.4f}, "
-              f"ID trusted {entry['id_trusted_share']:.3f}")  # fmt: skip
+        entry = {
+            "baseline_train_items": n_train,
+            "id_mean_uncertainty": float(id_u.mean()),
+            "id_trusted_share": float((id_conf >= threshold).mean()),
+            "kinds": {},
+        }
+        print(
+            f"\n[{setting}] logistic-regression baseline trained on {n_train} items; ID mean u={id_u.mean():.4f}, "
+            f"ID trusted {entry['id_trusted_share']:.3f}"
+        )
         print(f"{'kind':<12} {'AUROC TER u':>12} {'AUROC LR 1-maxp':>16} {'OOD mean u':>11} {'OOD trusted':>12}")
         for kind, clips in ood_sets.items():
             ood_embeds = {"audio": embed(model, processor, "audio", clips, args.batch_size)}
@@ -252,10 +281,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 "ood_trusted_share": float((ood_conf >= threshold).mean()),
             }
             entry["kinds"][kind] = result
-            print(f"{kind:<12} {result['auroc_ter_uncertainty']:>12.4f} {result['auroc_baseline_max_softmax']:>16.4f} "
-                  f"{result['ood_mean_uncertainty']:>11.4f} {result['ood_trusted_share']:>12.3f}")  # fmt: skip
+            print(
+                f"{kind:<12} {result['auroc_ter_uncertainty']:>12.4f} {result['auroc_baseline_max_softmax']:>16.4f} "
+                f"{result['ood_mean_uncertainty']:>11.4f} {result['ood_trusted_share']:>12.3f}"
+            )
         report["settings"][setting] = entry
-    path = robustness.evaluate_script.write_json_atomic(report, Path(args.output_dir) / "ood.json")
+    path = write_json_atomic(report, Path(args.output_dir) / "ood.json")
     print(f"\nwrote {path}")
     return report
 

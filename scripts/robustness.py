@@ -11,7 +11,7 @@ threshold was calibrated on it. For a speaker unseen by both, train on a manifes
 Every condition runs the checkpoint's processor and model on raw, perturbed inputs (fixed seed):
 
 - `clean`;
-- audio white and pink noise at SNR 20, 10, 5, 0, -5 dB (`modeling_ter.augmentation.add_noise`);
+- audio white and pink noise at SNR 20, 10, 5, 0, -5 dB (`modeling_ter.data.augmentation.add_noise`);
 - `audio_missing`, `text_missing`, `video_missing` (the modality not given to the processor);
 - `text_swapped`: every transcript replaced by that of an item of another class (RCML's conflictive sets);
 - `video_blanked` / `video_noised`: the face frames blanked, or with Gaussian pixel noise.
@@ -28,34 +28,24 @@ Evaluate on speakers the checkpoint never saw (`--speakers`): the demo corpus sh
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor
 
 import modeling_ter  # noqa: F401  (registers TER with the Auto classes)
-from modeling_ter.audio import load_audio
-from modeling_ter.augmentation import add_noise, blank_frames, noise_frames, swap_text
-from modeling_ter.corpora import read_manifest
+from modeling_ter.data.augmentation import add_noise, blank_frames, noise_frames, swap_text
+from modeling_ter.evaluation.raw_inputs import load_checkpoint, load_samples, run_on_samples
+from modeling_ter.utils.io import write_json_atomic
 from trusted_f1.trusted_metrics import trusted_scores
-
-
-# scripts/evaluate.py holds the shared report helpers; loaded by path (its module name would shadow 🤗 `evaluate`).
-_spec = importlib.util.spec_from_file_location("ter_evaluate_script", Path(__file__).with_name("evaluate.py"))
-evaluate_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(evaluate_script)
 
 SNR_LEVELS_DB = (20.0, 10.0, 5.0, 0.0, -5.0)
 NOISE_COLORS = ("white", "pink")
 VIDEO_NOISE_SIGMA = 0.5  # in normalised face units ([-1, 1]): a quarter of the range
-SAMPLING_RATE = 16000
 SCORE_KEYS = ("accuracy", "trusted_precision", "trusted_recall", "trusted_f1", "coverage", "macro_f1", "aurc", "ece")
 
 
@@ -103,86 +93,18 @@ def build_conditions() -> list[Condition]:
     return conditions
 
 
-def load_samples(args: argparse.Namespace, model) -> tuple[list[dict], dict]:
-    """The evaluated manifest rows (filtered, seeded subset) and their raw inputs: decoded 16 kHz waveforms,
-    transcripts, video paths and class ids, as lists of length N."""
-    rows, problems = read_manifest(args.manifest)
-    rows, skipped = evaluate_script.labelled_rows(rows, model.config.label2id)
-    if args.corpus:
-        rows = [row for row in rows if row["corpus"] == args.corpus]
-    if args.speakers:
-        wanted = {s.strip() for s in args.speakers.split(",")}
-        rows = [row for row in rows if row["speaker_id"] in wanted]
-    rows = [row for row in rows if any(row[m] is not None for m in model.config.modalities)]
-    if not rows:
-        raise ValueError(
-            f"No row of --manifest {args.manifest} matches --corpus {args.corpus!r} / --speakers {args.speakers!r} "
-            f"with a label the model knows ({sorted(model.config.label2id)}); check those arguments."
-        )
-    if args.max_items and len(rows) > args.max_items:
-        rows = sorted(random.Random(args.seed).sample(rows, args.max_items), key=lambda row: row["id"])
-    modalities = model.config.modalities
-    samples = {
-        "audio": [load_audio(row["audio"], SAMPLING_RATE) if row["audio"] and "audio" in modalities else None for row in rows],
-        "text": [row["text"] if "text" in modalities else None for row in rows],
-        "video": [row["video"] if "video" in modalities else None for row in rows],
-        "labels": np.array([model.config.label2id[row["label"]] for row in rows]),
-    }
-    return rows, samples
-
-
-@torch.no_grad()
-def run_model(model, processor, samples: dict, batch_size: int, frames=None, rng=None) -> dict[str, np.ndarray]:
-    """The processor and the model on raw inputs, in batches.
-
-    Args:
-        samples: lists `audio` (16 kHz waveforms or `None`), `text`, `video` (paths or `None`) of length N.
-        frames: optional corruption of the face crops `video_pixel_values` `(batch, frames, 1, H, W)`.
-
-    Returns:
-        `predictions` `(N,)`, `confidence` `(N,)`, `uncertainty` `(N,)`, `modality_confidence` `(N, M)`,
-        `modality_predictions` `(N, M)`, `modality_mask` `(N, M)`.
-    """
-    model.eval()
-    outputs: dict[str, list] = {}
-    num_items = len(samples["labels"])
-    for start in range(0, num_items, batch_size):
-        part = slice(start, start + batch_size)
-        given = {m: samples[m][part] for m in model.config.modalities if any(v is not None for v in samples[m][part])}
-        if not given:
-            raise ValueError(f"Items {start}..{start + batch_size - 1} have no input left in this condition.")
-        batch = processor(**given, sampling_rate=SAMPLING_RATE, return_tensors="np")
-        if frames is not None and "video_pixel_values" in batch:
-            batch["video_pixel_values"] = frames(batch["video_pixel_values"], rng)
-        keep = batch["modality_mask"].any(1)
-        inputs = {name: torch.from_numpy(np.asarray(value)[keep]) for name, value in batch.items()}
-        result = model(**inputs, return_dict=True)
-        modality_probs = result.modality_alpha / result.modality_alpha.sum(-1, keepdim=True)
-        values = {
-            "predictions": result.probs.argmax(-1),
-            "confidence": result.confidence,
-            "uncertainty": result.uncertainty,
-            "modality_confidence": result.modality_confidence,
-            "modality_max_probability": modality_probs.max(-1).values,
-            "modality_predictions": modality_probs.argmax(-1),
-            "modality_mask": result.modality_mask,
-        }
-        for name, value in values.items():
-            full = np.zeros((len(keep), *value.shape[1:]), dtype=value.numpy().dtype)
-            full[keep] = value.numpy()
-            outputs.setdefault(name, []).append(full)
-        outputs.setdefault("has_input", []).append(keep)
-    return {name: np.concatenate(parts) for name, parts in outputs.items()}
-
-
 def _scores(predictions, references, confidences, threshold: float, num_classes: int) -> dict:
     """The trusted and classification scores at `threshold`; trusted precision is `None` when nothing is trusted."""
     if len(references) == 0:
         return {"n": 0}
     scores = trusted_scores(
-        predictions, references, np.clip(confidences, 0.0, 1.0).astype(np.float64), threshold=threshold,
-        num_classes=num_classes, zero_division=float("nan"),
-    )  # fmt: skip
+        predictions,
+        references,
+        np.clip(confidences, 0.0, 1.0).astype(np.float64),
+        threshold=threshold,
+        num_classes=num_classes,
+        zero_division=float("nan"),
+    )
     result = {key: (None if math.isnan(scores[key]) else scores[key]) for key in SCORE_KEYS}
     return {"n": scores["n"], "n_trusted": int(round(scores["coverage"] * scores["n"])), **result}
 
@@ -192,7 +114,9 @@ def condition_report(model, outputs: dict, labels: np.ndarray, threshold: float)
     num_classes = model.config.num_labels
     rows = outputs["has_input"]
     report = {
-        "fused": _scores(outputs["predictions"][rows], labels[rows], outputs["confidence"][rows], threshold, num_classes),
+        "fused": _scores(
+            outputs["predictions"][rows], labels[rows], outputs["confidence"][rows], threshold, num_classes
+        ),
         "mean_fused_confidence": float(outputs["confidence"][rows].mean()) if rows.any() else None,
         "modalities": {},
     }
@@ -205,9 +129,12 @@ def condition_report(model, outputs: dict, labels: np.ndarray, threshold: float)
             "mean_confidence": float(outputs["modality_confidence"][present, column].mean()) if present.any() else None,
             # The modality's opinion alone (= the model's output with only this modality present).
             "alone": _scores(
-                outputs["modality_predictions"][present, column], labels[present], confidence[present], threshold,
+                outputs["modality_predictions"][present, column],
+                labels[present],
+                confidence[present],
+                threshold,
                 num_classes,
-            ),  # fmt: skip
+            ),
         }
     return report
 
@@ -229,13 +156,17 @@ def run_protocol(model, processor, samples: dict, args: argparse.Namespace) -> d
             results[condition.name] = {"skipped": "no modality left for any item"}
             print(f"{condition.name:<22} skipped: {results[condition.name]['skipped']}")
             continue
-        outputs = run_model(model, processor, perturbed, args.batch_size, condition.frames, rng)
+        outputs = run_on_samples(model, processor, perturbed, args.batch_size, condition.frames, rng)
         report = condition_report(model, outputs, samples["labels"], threshold)
-        report.update(snr_db=condition.snr_db, color=condition.color, n_without_input=int((~outputs["has_input"]).sum()))
+        report.update(
+            snr_db=condition.snr_db, color=condition.color, n_without_input=int((~outputs["has_input"]).sum())
+        )
         results[condition.name] = report
         fused = report["fused"]
         per_modality = " ".join(
-            f"{m}={entry['mean_confidence']:.3f}" for m, entry in report["modalities"].items() if entry["mean_confidence"] is not None
+            f"{m}={entry['mean_confidence']:.3f}"
+            for m, entry in report["modalities"].items()
+            if entry["mean_confidence"] is not None
         )
         print(
             f"{condition.name:<22} n={fused['n']:<4} acc={fused['accuracy']:.4f} "
@@ -250,7 +181,11 @@ def _fmt(value: Optional[float]) -> str:
 
 
 def _noise_series(results: dict, color: str) -> list[tuple[float, dict]]:
-    return [(snr, results[f"audio_{color}_{snr:+.0f}dB"]) for snr in SNR_LEVELS_DB if "fused" in results.get(f"audio_{color}_{snr:+.0f}dB", {})]
+    return [
+        (snr, results[f"audio_{color}_{snr:+.0f}dB"])
+        for snr in SNR_LEVELS_DB
+        if "fused" in results.get(f"audio_{color}_{snr:+.0f}dB", {})
+    ]
 
 
 def check_findings(results: dict, modalities: Sequence[str], corpus: Optional[str]) -> list[str]:
@@ -286,7 +221,8 @@ def check_findings(results: dict, modalities: Sequence[str], corpus: Optional[st
             parts.append(f"{snr:+.0f} dB: fused {-fused_drop:+.4f} vs audio alone {-alone_drop:+.4f}")
         lines.append(
             f"(2) {color} noise, {'+'.join(others)} present: accuracy change from clean (fused {clean_accuracy:.4f}, audio "
-            f"alone {clean_alone:.4f}): " + "; ".join(parts)
+            f"alone {clean_alone:.4f}): "
+            + "; ".join(parts)
             + f". Fused degrades less at {holds} of {len(series)} levels."
         )
     if corpus == "emodb" and "text" in others:
@@ -302,10 +238,16 @@ def check_findings(results: dict, modalities: Sequence[str], corpus: Optional[st
                 continue
             precision = entry["fused"]["trusted_precision"]
             verdict = (
-                "nothing trusted (precision undefined)" if precision is None
-                else ("above" if precision > clean_accuracy else "equal (not above)" if precision == clean_accuracy
-                      else "NOT above")
-            )  # fmt: skip
+                "nothing trusted (precision undefined)"
+                if precision is None
+                else (
+                    "above"
+                    if precision > clean_accuracy
+                    else "equal (not above)"
+                    if precision == clean_accuracy
+                    else "NOT above"
+                )
+            )
             lines.append(
                 f"(3) {color} {snr:+.0f} dB: trusted precision {_fmt(precision)} at coverage "
                 f"{entry['fused']['coverage']:.3f} vs clean accuracy {clean_accuracy:.4f}: {verdict}."
@@ -332,8 +274,14 @@ def save_plots(results: dict, modalities: Sequence[str], output_dir: Path) -> li
             values = [entry["modalities"][modality]["mean_confidence"] for _, entry in series]
             if all(v is not None for v in values):
                 axis.plot(snrs, values, style, marker="o", label=f"{modality} ({color} noise)")
-        axis.plot(snrs, [entry["mean_fused_confidence"] for _, entry in series], style, marker="s", color="black",
-                  label=f"fused ({color} noise)")  # fmt: skip
+        axis.plot(
+            snrs,
+            [entry["mean_fused_confidence"] for _, entry in series],
+            style,
+            marker="s",
+            color="black",
+            label=f"fused ({color} noise)",
+        )
     axis.axhline(clean["mean_fused_confidence"], color="grey", linestyle=":", label="fused, clean")
     axis.set_xlabel("audio SNR (dB)")
     axis.set_ylabel("mean confidence 1 - u")
@@ -361,18 +309,6 @@ def save_plots(results: dict, modalities: Sequence[str], output_dir: Path) -> li
     return paths
 
 
-def load_checkpoint(model_dir: str) -> tuple[Any, Any]:
-    """The checkpoint's model (eval mode) and processor; `ValueError` without a calibrated threshold."""
-    if not (Path(model_dir) / "config.json").is_file():
-        raise FileNotFoundError(f"--model {model_dir} holds no config.json; pass a checkpoint folder from train.py.")
-    model = AutoModel.from_pretrained(model_dir).eval()
-    if model.config.trusted_threshold is None:
-        raise ValueError(
-            f"The checkpoint {model_dir} has no calibrated trusted_threshold; train it with scripts/train.py."
-        )
-    return model, AutoProcessor.from_pretrained(model_dir)
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Robustness of a TER checkpoint under corrupted inputs.")
     parser.add_argument("--model", required=True, help="checkpoint folder (written by scripts/train.py)")
@@ -393,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     model, processor = load_checkpoint(args.model)
-    rows, samples = load_samples(args, model)
+    rows, samples = load_samples(args.manifest, model, args.corpus, args.speakers, args.max_items, args.seed)
     speakers = sorted({row["speaker_id"] for row in rows})
     print(
         f"{len(rows)} items ({', '.join(sorted({row['corpus'] for row in rows}))}; speakers {', '.join(speakers)}), "
@@ -418,7 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "conditions": results,
         "checks": findings,
     }
-    evaluate_script.write_json_atomic(report, output_dir / "robustness.json")
+    write_json_atomic(report, output_dir / "robustness.json")
     for path in save_plots(results, model.config.modalities, output_dir):
         print(f"wrote {path}")
     print(f"wrote {output_dir / 'robustness.json'}")

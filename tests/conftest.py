@@ -11,7 +11,6 @@ import os
 import sys
 
 import pytest
-
 from hub_server import LoopbackHub
 
 # Set before any test module imports huggingface_hub / transformers (they read it at import time), and inherited

@@ -536,8 +536,12 @@ class _Handler(BaseHTTPRequestHandler):
             if recursive or len(parts) == 1:
                 files.append(entry.tree_json(path))
         folder_items = [
-            {"type": "directory", "oid": hashlib.sha1(folder.encode() + commit.sha.encode()).hexdigest(),
-             "size": 0, "path": folder}
+            {
+                "type": "directory",
+                "oid": hashlib.sha1(folder.encode() + commit.sha.encode()).hexdigest(),
+                "size": 0,
+                "path": folder,
+            }
             for folder in sorted(folders)
         ]
         return folder_items + files
@@ -564,8 +568,9 @@ class _Handler(BaseHTTPRequestHandler):
             if path in commit.files:
                 infos.append(commit.files[path].tree_json(path))
             elif any(p.startswith(path + "/") for p in commit.files):
-                infos.append({"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0,
-                              "path": path})
+                infos.append(
+                    {"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path}
+                )
         self._send_json(infos)
 
     def _resolve(self, method, query, repo_type: str, repo_id: str, revision: str, path: str) -> None:
@@ -594,8 +599,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 start, end = max(len(data) - int(match.group(2)), 0), len(data) - 1
             if start >= len(data) and len(data) > 0:
-                raise HubError(416, "Requested range not satisfiable",
-                               headers={"Content-Range": f"bytes */{len(data)}"})
+                raise HubError(
+                    416, "Requested range not satisfiable", headers={"Content-Range": f"bytes */{len(data)}"}
+                )
             status, data = 206, data[start : end + 1]
             headers["Content-Range"] = f"bytes {start}-{end}/{entry.size}"
         self._send(status, data, headers, method)
@@ -615,12 +621,14 @@ class _Handler(BaseHTTPRequestHandler):
             name = path.rsplit("/", 1)[-1]
             lfs = size >= LFS_SIZE_THRESHOLD or b"\0" in sample or any(fnmatch.fnmatch(name, p) for p in LFS_PATTERNS)
             remote = commit.files.get(path)
-            answers.append({
-                "path": path,
-                "uploadMode": "lfs" if lfs else "regular",
-                "shouldIgnore": False,
-                "oid": None if remote is None else remote.etag,
-            })
+            answers.append(
+                {
+                    "path": path,
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": None if remote is None else remote.etag,
+                }
+            )
         self._send_json({"files": answers, "commitOid": commit.sha})
 
     def _commit_files(self, method, query, repo_type: str, repo_id: str, revision: str) -> None:
@@ -661,12 +669,14 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     raise HubError(400, f"Unknown commit operation {key!r}.")
             commit = self.hub._new_commit(repo, branch, files, header.get("summary") or "commit")
-        self._send_json({
-            "success": True,
-            "commitOid": commit.sha,
-            "commitUrl": f"{self.hub.endpoint}/{repo.url_path}/commit/{commit.sha}",
-            "pullRequestUrl": None,
-        })
+        self._send_json(
+            {
+                "success": True,
+                "commitOid": commit.sha,
+                "commitUrl": f"{self.hub.endpoint}/{repo.url_path}/commit/{commit.sha}",
+                "pullRequestUrl": None,
+            }
+        )
 
     def _lfs_batch(self, method, query, repo_type: str, repo_id: str) -> None:
         repo = self._repo(repo_type, repo_id)

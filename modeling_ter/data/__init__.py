@@ -1,0 +1,1 @@
+"""Corpora: manifests, speaker-disjoint splits, corpus layouts, the frozen-feature cache and augmentation."""

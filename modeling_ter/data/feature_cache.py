@@ -1,0 +1,333 @@
+"""Frozen-encoder features, computed once per (encoder, item) and reused across epochs and runs.
+
+A frozen encoder turns the same item into the same pooled features every time, so training the evidential heads
+only needs them once. Each entry is keyed by
+
+- the encoder: its backbone config and pooling settings, a SHA-256 of its weights (so a fine-tuned or different
+  checkpoint never reads another encoder's features) and the processor's settings for that modality;
+- the item: the file's resolved path, size and modification time, or the text itself.
+
+Entries are safetensors files `<cache_dir>/<modality>/<encoder key>/<item key>.safetensors` holding `features`
+`(num_feature_layers, embed_dim)`, written atomically (temporary file, then `os.replace`). An item whose modality
+cannot be used (no face in the video, a corrupt file) is stored as a *masked* entry with the reason in the file's
+metadata: the corpus never crashes, the modality is masked for that item, and the reason is reported.
+
+The cache folder is `$TER_CACHE/features`, else `~/.cache/ter/features`.
+
+Example:
+
+```python
+>>> from modeling_ter.data.feature_cache import compute_features  # doctest: +SKIP
+>>> cached = compute_features(model, processor, dataset, ["audio", "text"])  # doctest: +SKIP
+>>> cached.features["audio"].shape, cached.mask.shape  # doctest: +SKIP
+(torch.Size([226, 1, 384]), torch.Size([226, 2]))
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from ..utils.cache import default_cache_dir
+from ..utils.io import atomic_path
+
+logger = logging.getLogger(__name__)
+
+# Bump when the layout or meaning of an entry changes: old entries are then never read.
+CACHE_FORMAT_VERSION = "1"
+MASKED = "masked"
+ENCODED = "encoded"
+
+
+def default_feature_cache_dir() -> Path:
+    """`$TER_CACHE/features`, else `~/.cache/ter/features`."""
+    return default_cache_dir() / "features"
+
+
+def _sha256_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's state dict: every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def encoder_key(model: torch.nn.Module, modality: str, processor_settings: Any) -> str:
+    """The cache key of one modality's encoder of a TER model: backbone config, pooling, weights, processor settings.
+
+    Args:
+        model: a `TERForEmotionRecognition` with a backbone for `modality`.
+        modality: `"audio"`, `"text"` or `"video"`.
+        processor_settings: anything JSON-serialisable that determines the encoder's inputs (e.g. the processor's
+            `to_dict()`).
+    """
+    if modality not in getattr(model, "encoders", {}):
+        raise ValueError(
+            f"The model has no {modality} encoder (it has {sorted(getattr(model, 'encoders', {}))}); only modalities "
+            "with a backbone have features to cache."
+        )
+    modality_config = dict(model.config.modality_config(modality))
+    identity = {
+        "format": CACHE_FORMAT_VERSION,
+        "modality_config": modality_config,
+        "weights": weights_fingerprint(model.encoders[modality]),
+        "processor": processor_settings,
+    }
+    return _sha256_json(identity)[:32]
+
+
+def item_key(modality: str, value: str) -> str:
+    """The cache key of one item: the text itself for `text`, else the file's resolved path, size and mtime."""
+    if modality == "text":
+        return _sha256_json(["text", value])[:32]
+    path = Path(value)
+    if not path.is_file():
+        # A vanished file has no stable identity; key it by path alone so the failure is cached and reported.
+        return _sha256_json([modality, str(path.resolve()), None])[:32]
+    stat = path.stat()
+    return _sha256_json([modality, str(path.resolve()), stat.st_size, stat.st_mtime_ns])[:32]
+
+
+def _write_entry(path: Path, features: torch.Tensor | None, reason: str | None, source: str) -> None:
+    """Writes one entry atomically (see `atomic_path`)."""
+    tensor = features if features is not None else torch.zeros(0)
+    metadata = {"status": ENCODED if features is not None else MASKED, "reason": reason or "", "source": source}
+    with atomic_path(path) as temporary:
+        save_file({"features": tensor.detach().to("cpu", torch.float32).contiguous()}, temporary, metadata=metadata)
+
+
+def _read_entry(path: Path) -> tuple[torch.Tensor | None, str | None]:
+    """`(features, None)` of an encoded entry or `(None, reason)` of a masked one."""
+    with safe_open(str(path), framework="pt") as entry:
+        metadata = entry.metadata() or {}
+        if metadata.get("status") == MASKED:
+            return None, metadata.get("reason") or "masked"
+        return entry.get_tensor("features"), None
+
+
+@dataclass
+class CachedFeatures:
+    """Pooled features of a dataset's items, one tensor per modality.
+
+    Attributes:
+        modalities: the modalities, in the column order of `mask`.
+        features: modality -> `(num_items, num_feature_layers, embed_dim)` float32, zeros where masked.
+        mask: `(num_items, num_modalities)` bool, `True` where the modality is present and usable.
+        failures: `(item index, modality, reason)` of every item whose modality was given but could not be used.
+        num_encoded: how many (item, modality) pairs were encoded in this call (cache misses).
+        num_cached: how many were read from the cache.
+    """
+
+    modalities: tuple[str, ...]
+    features: dict[str, torch.Tensor]
+    mask: torch.Tensor
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+    num_encoded: int = 0
+    num_cached: int = 0
+
+    def select(self, indices: Sequence[int]) -> "CachedFeatures":
+        """The rows `indices` (e.g. one split); failures keep their new row numbers."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        position = {int(old): new for new, old in enumerate(index.tolist())}
+        return CachedFeatures(
+            modalities=self.modalities,
+            features={m: f[index] for m, f in self.features.items()},
+            mask=self.mask[index],
+            failures=[(position[i], m, r) for i, m, r in self.failures if i in position],
+            num_encoded=self.num_encoded,
+            num_cached=self.num_cached,
+        )
+
+
+class FeatureCache:
+    """A folder of cached pooled features (see the module docstring).
+
+    Args:
+        cache_dir (`str` or `os.PathLike`, *optional*): defaults to `$TER_CACHE/features` or `~/.cache/ter/features`.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_feature_cache_dir()
+
+    def entry_path(self, modality: str, encoder: str, item: str) -> Path:
+        return self.cache_dir / modality / encoder / f"{item}.safetensors"
+
+    def get_or_compute(
+        self,
+        modality: str,
+        encoder: str,
+        value: str,
+        compute: Callable[[], torch.Tensor],
+    ) -> tuple[torch.Tensor | None, str | None, bool]:
+        """The features of one item, computed with `compute()` on a cache miss.
+
+        `compute` returns `(num_feature_layers, embed_dim)` features or raises (`ValueError`, `OSError`, ...) when
+        the item cannot be used; the error message is stored as the masked entry's reason.
+
+        Returns:
+            `(features or None, reason or None, encoded_now)`.
+        """
+        path = self.entry_path(modality, encoder, item_key(modality, value))
+        if path.is_file():
+            features, reason = _read_entry(path)
+            return features, reason, False
+        try:
+            features, reason = compute(), None
+        except (ValueError, OSError) as error:  # corrupt, empty or unreadable file, no face, ...
+            features, reason = None, f"{type(error).__name__}: {error}"
+        _write_entry(path, features, reason, source=value if modality != "text" else "text")
+        return features, reason, True
+
+
+def processor_settings(processor: Any, modality: str) -> dict[str, Any]:
+    """The settings of a `TERProcessor` that shape `modality`'s encoder inputs (part of the encoder's cache key).
+
+    Audio: the feature extractor's config; text: the tokenizer's class, vocabulary (hashed), size and maximum length;
+    video: the number of sampled frames and the face crop size.
+    """
+    if modality == "audio":
+        return processor.feature_extractor.to_dict()
+    if modality == "text":
+        tokenizer = processor.tokenizer
+        return {
+            "class": type(tokenizer).__name__,
+            # The vocabulary, not `name_or_path`: a saved checkpoint holds the same tokenizer under another path.
+            "vocab": _sha256_json(sorted(tokenizer.get_vocab().items())),
+            "vocab_size": len(tokenizer),
+            "model_max_length": tokenizer.model_max_length,
+        }
+    return {"num_frames": processor.num_frames, "image_size": processor.image_size}
+
+
+@torch.no_grad()
+def embed_item(
+    model: torch.nn.Module, processor: Any, modality: str, value: Any, sampling_rate: int | None = None
+) -> torch.Tensor:
+    """Pooled features `(num_feature_layers, embed_dim)` of one item of one modality, from its raw input (a path,
+    a text, or an audio array with its `sampling_rate`).
+
+    Raises `ValueError` (or `FileNotFoundError`) when the processor cannot read the item or masks it (no face).
+    """
+    batch = processor(**{modality: [value]}, sampling_rate=sampling_rate, return_tensors="pt")
+    if not bool(batch["modality_mask"][0, list(processor.modalities).index(modality)]):
+        shown = value if isinstance(value, str) else f"an array of shape {getattr(value, 'shape', '?')}"
+        raise ValueError(f"the processor masked the {modality} modality of {shown!r} (for video: no face found).")
+    return embed_processed(model, batch, modality)[0].float().cpu()
+
+
+def embed_processed(model: torch.nn.Module, batch: Any, modality: str) -> torch.Tensor:
+    """Pooled features `(batch, num_feature_layers, embed_dim)` of one modality of a processor's output.
+
+    `batch` holds the model's input names (`audio_input_features`, `text_input_ids`, ...); the `<modality>_` ones
+    go, without their prefix and on the model's device, to `model.embed_modality`.
+    """
+    prefix = f"{modality}_"
+    device = next(model.parameters()).device
+    inputs = {name[len(prefix) :]: value for name, value in batch.items() if name.startswith(prefix)}
+    inputs = {name: torch.as_tensor(value).to(device) for name, value in inputs.items()}
+    return model.embed_modality(modality, **inputs)
+
+
+def compute_features(
+    model: torch.nn.Module,
+    processor: Any,
+    items: Any,
+    modalities: Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    show_progress: bool = True,
+) -> CachedFeatures:
+    """Pooled features of every item for each modality, from the cache or encoded once and stored.
+
+    Args:
+        model: a `TERForEmotionRecognition` with a backbone for each of `modalities` (put it in eval mode).
+        processor: callable as `processor(audio=[path], return_tensors="pt")` (likewise `text=`, `video=`),
+            returning `<modality>_*` raw inputs (a `TERProcessor`).
+        items: a `datasets.Dataset` (or a dict of columns) with one column per modality: a file path for
+            audio/video, the text for text; `None` where the item lacks the modality.
+        modalities: the modalities to compute, in the column order of the returned mask.
+        cache_dir: the cache folder (default: `$TER_CACHE/features` or `~/.cache/ter/features`).
+        show_progress: show a progress bar per modality.
+
+    Returns:
+        `CachedFeatures`; its `failures` list the items whose modality was given but unusable (also logged).
+    """
+    cache = FeatureCache(cache_dir)
+    modalities = tuple(modalities)
+    columns = {m: list(items[m]) for m in modalities}
+    num_items = len(next(iter(columns.values()))) if columns else 0
+    mask = torch.zeros(num_items, len(modalities), dtype=torch.bool)
+    features: dict[str, torch.Tensor] = {}
+    failures: list[tuple[int, str, str]] = []
+    num_encoded = num_cached = 0
+    model_was_training = model.training
+    model.eval()
+    for column, modality in enumerate(modalities):
+        key = encoder_key(model, modality, processor_settings(processor, modality))
+        modality_config = model.config.modality_config(modality)
+        stacked = torch.zeros(num_items, modality_config["num_feature_layers"], modality_config["embed_dim"])
+        values = columns[modality]
+        progress = tqdm(values, desc=f"{modality} features", disable=not show_progress, leave=False)
+        for index, value in enumerate(progress):
+            if value is None:
+                continue
+            item_features, reason, encoded_now = cache.get_or_compute(
+                modality, key, value, lambda v=value: embed_item(model, processor, modality, v)
+            )
+            num_encoded += encoded_now
+            num_cached += not encoded_now
+            if item_features is None:
+                failures.append((index, modality, reason))
+                continue
+            if item_features.shape != stacked.shape[1:]:
+                raise ValueError(
+                    f"Cached {modality} features of {value!r} have shape {tuple(item_features.shape)}, expected "
+                    f"{tuple(stacked.shape[1:])}; delete {cache.cache_dir / modality / key} and run again."
+                )
+            stacked[index] = item_features
+            mask[index, column] = True
+        features[modality] = stacked
+    model.train(model_was_training)
+    for index, modality, reason in failures:
+        logger.warning("Item %d: %s modality masked (%s).", index, modality, reason)
+    logger.info(
+        "Features of %d items (%s): %d encoded now, %d from the cache in %s; %d masked after a failure.",
+        num_items,
+        ", ".join(modalities),
+        num_encoded,
+        num_cached,
+        cache.cache_dir,
+        len(failures),
+    )
+    return CachedFeatures(modalities, features, mask, failures, num_encoded, num_cached)
+
+
+__all__ = [
+    "CachedFeatures",
+    "FeatureCache",
+    "compute_features",
+    "default_feature_cache_dir",
+    "embed_item",
+    "embed_processed",
+    "encoder_key",
+    "item_key",
+    "processor_settings",
+    "weights_fingerprint",
+]

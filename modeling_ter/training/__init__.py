@@ -1,0 +1,1 @@
+"""Training with Accelerate: arguments, datasets, checkpoints, calibration and the training loop."""

@@ -1,0 +1,120 @@
+"""What the training loop iterates over: cached frozen features or raw items (for fine-tuning), with their collate
+function, and noisy copies of the training audio (`--augment noise`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data.augmentation import NOISE_COLORS, add_noise
+from ..data.feature_cache import CachedFeatures, embed_item
+from ..encoders.whisper_conversion import SAMPLING_RATE
+from ..processing.audio import load_audio
+
+logger = logging.getLogger(__name__)
+
+AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of these and a colour per copy
+
+
+class CachedFeatureDataset(Dataset):
+    """Items as model inputs: `<modality>_embeds` `(L, D)`, `modality_mask` `(M,)` and `labels`."""
+
+    def __init__(self, features: CachedFeatures, labels: np.ndarray):
+        self.features, self.labels = features, torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = {f"{m}_embeds": self.features.features[m][index] for m in self.features.modalities}
+        return {**item, "modality_mask": self.features.mask[index], "labels": self.labels[index]}
+
+
+class RawItemDataset(Dataset):
+    """Items as raw inputs (file paths, text) for fine-tuning; the processor collates them into a batch."""
+
+    def __init__(self, items: dict[str, list], labels: np.ndarray):
+        self.items, self.labels = items, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**{m: values[index] for m, values in self.items.items()}, "labels": int(self.labels[index])}
+
+
+def raw_collator(processor, modalities: Sequence[str]):
+    """Batches raw items with the processor: `<modality>_*` inputs, `modality_mask` and `labels`.
+
+    Each modality of each item is prepared on its own, so a corrupt file masks that modality only (logged); an item
+    left with no usable modality is dropped from the batch.
+    """
+
+    def prepare(item: dict) -> dict | None:
+        parts = []
+        for modality in modalities:
+            if item[modality] is None:
+                continue
+            try:
+                parts.append(processor(**{modality: [item[modality]]}, return_tensors="np"))
+            except (ValueError, OSError) as error:
+                logger.warning(f"{modality} of {item[modality]!r} masked: {error}")
+        if not parts:
+            return None
+        prepared = {name: value for part in parts for name, value in part.items() if name != "modality_mask"}
+        prepared["modality_mask"] = np.logical_or.reduce([part["modality_mask"] for part in parts])
+        return prepared
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        prepared = [(prepare(item), item["labels"]) for item in items]
+        prepared = [(features, label) for features, label in prepared if features is not None]
+        batch = processor.pad([features for features, _ in prepared], return_tensors="pt")
+        return {**batch, "labels": torch.tensor([label for _, label in prepared])}
+
+    return collate
+
+
+def get_dataloaders(args, splits, processor, modalities):
+    """Train and validation loaders: cached features (`--finetune none`) or raw items through the processor."""
+    if args.finetune == "none":
+        datasets = [CachedFeatureDataset(split["features"], split["labels"]) for split in splits]
+        collate = None
+    else:
+        datasets = [RawItemDataset(split["items"], split["labels"]) for split in splits]
+        collate = raw_collator(processor, modalities)
+    train_dataloader = DataLoader(datasets[0], batch_size=args.batch_size, shuffle=True, collate_fn=collate)
+    eval_dataloader = DataLoader(datasets[1], batch_size=args.batch_size, shuffle=False, collate_fn=collate)
+    return train_dataloader, eval_dataloader
+
+
+@torch.no_grad()
+def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int) -> dict:
+    """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour."""
+    rng = np.random.default_rng(seed)
+    features, column = split["features"], list(modalities).index("audio")
+    rows = [i for i, path in enumerate(split["items"]["audio"]) if path is not None and features.mask[i, column]]
+    noisy = []
+    for i in rows:
+        waveform = load_audio(split["items"]["audio"][i], SAMPLING_RATE)
+        waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(NOISE_COLORS), rng)
+        noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
+    copies = features.select(rows)
+    copies.features["audio"] = torch.stack(noisy)
+    merged = CachedFeatures(
+        features.modalities,
+        {m: torch.cat([features.features[m], copies.features[m]]) for m in features.modalities},
+        torch.cat([features.mask, copies.mask]),
+        features.failures,
+        features.num_encoded + len(rows),
+        features.num_cached,
+    )
+    return {
+        "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
+        "labels": np.concatenate([split["labels"], split["labels"][rows]]),
+        "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
+        "features": merged,
+    }

@@ -1,0 +1,308 @@
+"""TERConfig / TERForEmotionRecognition on tiny configs: outputs, masking, gradients, save/load, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
+
+from modeling_ter import TERConfig, TERForEmotionRecognition, TEROutput
+
+NUM_LABELS = 4
+TINY_BERT = BertConfig(
+    hidden_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=24,
+    vocab_size=50,
+    max_position_embeddings=32,
+).to_dict()
+
+
+def tiny_config(modalities: dict | None = None, **overrides) -> TERConfig:
+    """Audio, text and video embeds-only sub-configs; `modalities` replaces some (`None` drops one)."""
+    modality_configs = {
+        "audio": {"embed_dim": 12},
+        "text": {"embed_dim": 8},
+        "video": {"embed_dim": 6, "num_feature_layers": 3, "use_weighted_layer_sum": True},
+        **(modalities or {}),
+    }
+    arguments = dict(
+        modality_configs={m: c for m, c in modality_configs.items() if c is not None},
+        id2label={0: "anger", 1: "happiness", 2: "neutral", 3: "sadness"},
+        head_hidden_size=10,
+        annealing_steps=10,
+    )
+    arguments.update(overrides)
+    return TERConfig(**arguments)
+
+
+def tiny_inputs(batch_size=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "audio_embeds": torch.randn(batch_size, 12, generator=generator),
+        "text_embeds": torch.randn(batch_size, 8, generator=generator),
+        "video_embeds": torch.randn(batch_size, 3, 6, generator=generator),
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TERForEmotionRecognition(tiny_config()).eval()
+
+
+def test_output_fields_shapes_and_consistency(model):
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    out = model(**tiny_inputs(), labels=labels, global_step=3)
+    assert isinstance(out, TEROutput)
+    assert out.logits.shape == out.alpha.shape == out.probs.shape == (5, NUM_LABELS)
+    assert out.modality_alpha.shape == (5, 3, NUM_LABELS) and out.conflict.shape == (5, 3, 3)
+    torch.testing.assert_close(out.logits.softmax(-1), out.probs)
+    torch.testing.assert_close(out.probs, out.alpha / out.alpha.sum(-1, keepdim=True))
+    torch.testing.assert_close(out.uncertainty, NUM_LABELS / out.alpha.sum(-1))
+    torch.testing.assert_close(out.confidence, 1 - out.uncertainty)
+    torch.testing.assert_close(out.modality_confidence, 1 - out.modality_uncertainty)
+    assert out.trusted is None and out.loss.ndim == 0 and torch.isfinite(out.loss)
+    assert (out.alpha >= 1).all() and (out.modality_alpha >= 1).all()
+    as_tuple = model(**tiny_inputs(), return_dict=False)
+    torch.testing.assert_close(as_tuple[0], out.logits)
+
+
+def test_trusted_flag_uses_the_configured_threshold():
+    torch.manual_seed(0)
+    model = TERForEmotionRecognition(tiny_config(confidence_measure="max_probability")).eval()
+    out = model(**tiny_inputs())
+    threshold = out.confidence.median().item()
+    model.config.trusted_threshold = threshold
+    trusted = model(**tiny_inputs()).trusted
+    assert trusted.dtype == torch.bool
+    assert torch.equal(trusted, out.confidence >= threshold)
+    torch.testing.assert_close(out.confidence, out.probs.max(-1).values)
+
+
+def test_masked_modality_equals_model_without_it(model):
+    inputs = tiny_inputs()
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[1, 2] = False  # video missing for sample 1
+    mask[3, 0] = False  # audio missing for sample 3
+    masked = model(**inputs, modality_mask=mask, labels=torch.tensor([0, 1, 2, 3, 0]))
+
+    audio_text = TERForEmotionRecognition(tiny_config({"video": None})).eval()
+    text_video = TERForEmotionRecognition(tiny_config({"audio": None})).eval()
+    for smaller in (audio_text, text_video):
+        for modality in smaller.config.modalities:
+            smaller.heads[modality].load_state_dict(model.heads[modality].state_dict())
+        if "video" in smaller.config.modalities:
+            smaller.layer_weighting["video"].load_state_dict(model.layer_weighting["video"].state_dict())
+    without_video = audio_text(audio_embeds=inputs["audio_embeds"][1:2], text_embeds=inputs["text_embeds"][1:2])
+    without_audio = text_video(text_embeds=inputs["text_embeds"][3:4], video_embeds=inputs["video_embeds"][3:4])
+    torch.testing.assert_close(masked.alpha[1:2], without_video.alpha, rtol=0, atol=0)
+    torch.testing.assert_close(masked.alpha[3:4], without_audio.alpha, rtol=0, atol=0)
+    assert masked.modality_confidence[1, 2] == 0 and masked.conflict[1, 2].abs().sum() == 0
+    # Not passing a modality at all is the same as masking it for every sample.
+    no_video = model(audio_embeds=inputs["audio_embeds"], text_embeds=inputs["text_embeds"])
+    all_masked = model(**inputs, modality_mask=torch.tensor([[True, True, False]]).expand(5, 3))
+    torch.testing.assert_close(no_video.alpha, all_masked.alpha, rtol=0, atol=0)
+    # The loss only counts present modalities: garbage in a masked modality's input changes nothing.
+    garbage = dict(inputs, video_embeds=inputs["video_embeds"] * 1e3)
+    masked_garbage = model(**garbage, modality_mask=mask, labels=torch.tensor([0, 1, 2, 3, 0]))
+    torch.testing.assert_close(masked_garbage.alpha[1], masked.alpha[1], rtol=0, atol=0)
+
+
+def test_gradients_reach_every_head_and_layer_weights():
+    torch.manual_seed(0)
+    model = TERForEmotionRecognition(tiny_config(head_dropout=0.0)).train()
+    model(**tiny_inputs(), labels=torch.tensor([0, 1, 2, 3, 0]), global_step=5).loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_loss_is_fused_plus_present_modalities(model):
+    inputs, labels = tiny_inputs(), torch.tensor([0, 1, 2, 3, 0])
+    mask = torch.ones(5, 3, dtype=torch.bool)
+    mask[0, 1] = False
+    out = model(**inputs, modality_mask=mask, labels=labels, global_step=4)
+    per_sample = model.trusted_ce(out.alpha, labels, 4)
+    for index in range(3):
+        per_sample = per_sample + model.trusted_ce(out.modality_alpha[:, index], labels, 4) * mask[:, index]
+    torch.testing.assert_close(out.loss, per_sample.mean())
+
+
+def test_raw_text_backbone_and_weighted_layers():
+    torch.manual_seed(0)
+    config = tiny_config({"text": {"backbone": TINY_BERT, "use_weighted_layer_sum": True}})
+    assert (
+        config.modality_config("text")["embed_dim"] == 16 and config.modality_config("text")["num_feature_layers"] == 3
+    )
+    model = TERForEmotionRecognition(config).eval()
+    input_ids = torch.randint(1, 50, (2, 7))
+    attention_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    features = model.embed_modality("text", input_ids=input_ids, attention_mask=attention_mask)
+    assert features.shape == (2, 3, 16)
+    # Padding does not change the pooled features of the shorter sample.
+    alone = model.embed_modality("text", input_ids=input_ids[1:, :4], attention_mask=attention_mask[1:, :4])
+    torch.testing.assert_close(features[1:], alone, rtol=1e-5, atol=1e-6)
+    raw = model(text_input_ids=input_ids, text_attention_mask=attention_mask)
+    cached = model(text_embeds=features)
+    torch.testing.assert_close(raw.alpha, cached.alpha)
+
+
+def test_save_and_auto_reload_bit_for_bit(tmp_path, model):
+    model.config.trusted_threshold = 0.25
+    model.save_pretrained(tmp_path)
+    model.config.trusted_threshold = None
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["auto_map"] == {
+        "AutoConfig": "configuration_ter.TERConfig",
+        "AutoModel": "modeling_ter.TERForEmotionRecognition",
+    }
+    assert {"configuration_ter.py", "modeling_ter.py", "model.safetensors"} <= {p.name for p in tmp_path.iterdir()}
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(reloaded, TERForEmotionRecognition) and isinstance(
+        AutoConfig.from_pretrained(tmp_path), TERConfig
+    )
+    assert reloaded.config.id2label == model.config.id2label and reloaded.config.label2id == model.config.label2id
+    assert reloaded.config.trusted_threshold == 0.25
+    expected, got = model(**tiny_inputs()), reloaded(**tiny_inputs())
+    for field in ("alpha", "probs", "uncertainty", "modality_alpha", "conflict"):
+        assert torch.equal(getattr(expected, field), getattr(got, field)), field
+    assert isinstance(AutoModelForSequenceClassification.from_pretrained(tmp_path), TERForEmotionRecognition)
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    # Cut every route to the installed package: editable-install finders and the repository on sys.path.
+    sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+    sys.path_hooks = [h for h in sys.path_hooks if "__editable__" not in getattr(h, "__module__", "")]
+    sys.path = [p for p in sys.path if p and not p.startswith(sys.argv[2])]
+    sys.path_importer_cache.clear()
+    assert importlib.util.find_spec("modeling_ter") is None, "the package is still importable"
+    import torch
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    inputs = torch.load(sys.argv[1] + "/inputs.pt")
+    out = model(**inputs)
+    torch.save({"alpha": out.alpha, "conflict": out.conflict, "labels": model.config.id2label}, sys.argv[1] + "/out.pt")
+    """
+)
+
+
+def test_remote_code_loads_without_the_package(tmp_path, model):
+    model.save_pretrained(tmp_path)
+    inputs = tiny_inputs()
+    torch.save(inputs, tmp_path / "inputs.pt")
+    repo_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(tmp_path), repo_root],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = torch.load(tmp_path / "out.pt")
+    expected = model(**inputs)
+    assert torch.equal(remote["alpha"], expected.alpha) and torch.equal(remote["conflict"], expected.conflict)
+    assert remote["labels"] == model.config.id2label
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: TERConfig(modality_configs={"speech": {"embed_dim": 4}}), r"Unknown modality .*\['speech'\]"),
+        (lambda: TERConfig(), "needs at least one modality"),
+        (lambda: TERConfig(modality_configs={"audio": {}}), "needs 'embed_dim'"),
+        (lambda: TERConfig(modality_configs={"audio": {"embed_dim": 4}}, fusion="bayes"), "fusion must be one of"),
+        (
+            lambda: TERConfig(modality_configs={"audio": {"embed_dim": 4, "pooling": "max"}}),
+            r"\['pooling'\] must be one of",
+        ),
+        (lambda: TERConfig(modality_configs={"audio": {"embed_dim": 4, "size": 3}}), r"unknown keys \['size'\]"),
+        (
+            lambda: TERForEmotionRecognition(
+                TERConfig(modality_configs={"text": {"backbone": TINY_BERT, "embed_dim": 3}})
+            ),
+            r"\(embed_dim, num_feature_layers\) = \(3, 1\).*has \(16, 1\)",
+        ),
+        (
+            lambda: TERConfig(modality_configs={"audio": {"embed_dim": 4}}, trusted_threshold=1.5),
+            r"lie in \[0, 1\]",
+        ),
+    ],
+)
+def test_bad_config_is_rejected_with_the_fix(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_bad_forward_inputs_name_the_modality_and_the_fix(model):
+    inputs = tiny_inputs()
+    text_only = TERForEmotionRecognition(tiny_config({"audio": None, "video": None})).eval()
+    cases = [
+        (
+            lambda: text_only(text_embeds=inputs["text_embeds"], audio_embeds=inputs["audio_embeds"]),
+            "no audio modality",
+        ),
+        (
+            lambda: model(**dict(inputs, audio_embeds=torch.randn(5, 13))),
+            r"audio_embeds has shape \(5, 13\).*\(batch, 12\)",
+        ),
+        (lambda: model(**dict(inputs, text_embeds=torch.randn(4, 8))), "disagree on the batch size"),
+        (
+            lambda: model(**inputs, modality_mask=torch.tensor([[1, 1, 1]] * 4 + [[0, 0, 0]]).bool()),
+            r"Samples \[4\] have no modality",
+        ),
+        (
+            lambda: model(**inputs, modality_mask=torch.ones(5, 2, dtype=torch.bool)),
+            r"modality_mask has shape \(5, 2\)",
+        ),
+        (
+            lambda: model(
+                **dict(inputs, video_embeds=inputs["video_embeds"].index_fill(0, torch.tensor([2]), float("nan")))
+            ),
+            r"video_embeds holds NaN or inf for samples \[2\]",
+        ),
+        (
+            lambda: model(**inputs, labels=torch.tensor([0, 1, 2, 4, 0])),
+            r"labels must be integer class ids in \[0, 3\]",
+        ),
+        (lambda: model(**inputs, labels=torch.tensor([0, 1, -1, 2, 0])), "labels must be integer class ids"),
+        (lambda: model(**inputs, labels=torch.tensor([0, 1])), r"labels has shape \(2,\)"),
+        (lambda: model(), "No input for any modality"),
+        (lambda: model.embed_modality("audio", input_features=torch.randn(1, 80, 10)), "has no backbone"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_unknown_forward_keyword_is_a_type_error_naming_it(model):
+    with pytest.raises(TypeError, match="speech_embeds"):
+        model(speech_embeds=torch.randn(2, 4))
+
+
+def test_checkpoint_saved_before_the_modality_configs_layout_still_loads():
+    """A tiny checkpoint written by version 0.1 (sub-configs as `audio_config` / `text_config`), its outputs recorded
+    by that version: the current code loads it into `modality_configs` and gives the same outputs."""
+    folder = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_v0_1_checkpoint"
+    assert "audio_config" in json.loads((folder / "config.json").read_text())
+    expected = json.loads((folder / "expected_outputs.json").read_text())
+    model = TERForEmotionRecognition.from_pretrained(folder).eval()
+    assert model.config.modalities == ("audio", "text")
+    assert model.config.modality_config("audio")["num_feature_layers"] == 3
+    assert "audio_config" not in model.config.to_dict()
+    inputs = {name: torch.tensor(value) for name, value in expected["inputs"].items()}
+    with torch.no_grad():
+        outputs = model(**inputs)
+    torch.testing.assert_close(outputs.alpha, torch.tensor(expected["alpha"]), rtol=0, atol=0)
+    torch.testing.assert_close(outputs.confidence, torch.tensor(expected["confidence"]), rtol=0, atol=0)
