@@ -34,7 +34,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -132,7 +132,10 @@ def _most_conflicting_pair(matrix: Sequence[Sequence[float | None]] | None, name
 
 
 def trust_verdict(
-    result: Mapping[str, Any], threshold: float | None, conflict_limit: float = DEFAULT_CONFLICT_LIMIT
+    result: Mapping[str, Any],
+    threshold: float | None,
+    conflict_limit: float = DEFAULT_CONFLICT_LIMIT,
+    given: Collection[str] = (),
 ) -> TrustVerdict:
     """Whether to trust one output of the trusted-emotion-recognition pipeline, and why not.
 
@@ -146,6 +149,8 @@ def trust_verdict(
         result: one pipeline output (`confidence`, `trusted`, `modalities`, `conflict`).
         threshold: the checkpoint's `config.trusted_threshold`, or `None` when it has none.
         conflict_limit: the conflict from which two modalities disagree strongly.
+        given: the modalities the user gave an input for; one of them reported missing was unusable (a video
+            without a detectable face, say), which the reason says.
 
     Returns:
         `TrustVerdict`.
@@ -182,11 +187,11 @@ def trust_verdict(
         between = f" between {pair[0]} and {pair[1]}" if pair else ""
         reasons.append(f"strong conflict{between}: {float(conflict['max']):.2f} (limit {conflict_limit:.2f})")
 
-    missing = [
-        name + (f" ({entry['reason']})" if entry.get("reason") else "")
-        for name, entry in modalities.items()
-        if not entry.get("present") and name not in out_of_domain
-    ]
+    missing = []
+    for name, entry in modalities.items():
+        if not entry.get("present") and name not in out_of_domain:
+            detail = entry.get("reason") or ("given but not usable" if name in given else None)
+            missing.append(name + (f" ({detail})" if detail else ""))
 
     if out_of_domain or strong_conflict:
         trusted: bool | None = False
@@ -525,6 +530,14 @@ def badge_html(verdict: TrustVerdict | None) -> str:
     )
 
 
+def _without_paths(message: str, given: Mapping[str, Any]) -> str:
+    """`message` with each uploaded file's server path replaced by its name (no server paths on the page)."""
+    for key in ("audio", "video"):
+        if isinstance(given.get(key), str) and given[key]:
+            message = message.replace(given[key], Path(given[key]).name)
+    return message
+
+
 def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -585,13 +598,16 @@ def plot_tradeoff(curve: TradeoffCurve, threshold: float | None) -> Figure:
     """Trusted precision and coverage against the threshold, with the checkpoint's operating point marked."""
     figure = _figure(6.4, 3.6)
     ax = figure.add_subplot()
-    style = {"drawstyle": "steps-pre"} if curve.complete else {"marker": "o"}
+    # A full sweep is a step function (T(τ) is constant between two distinct confidences); a few stored operating
+    # points are drawn as points, since nothing is known between them.
+    style = {"drawstyle": "steps-pre"} if curve.complete else {"marker": "o", "linestyle": "none"}
     ax.plot(curve.thresholds, curve.trusted_precision, label="trusted precision", color="#2563eb", **style)
     ax.plot(curve.thresholds, curve.coverage, label="coverage", color="#f59e0b", **style)
     if threshold is not None:
         precision, coverage = curve.at(threshold)
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"operating point τ = {threshold:.3f}")
-        ax.plot([threshold, threshold], [precision, coverage], "o", color="black", markersize=7)
+        ax.plot([threshold, threshold], [precision, coverage], "o", markersize=12, markerfacecolor="none",
+                markeredgecolor="black", markeredgewidth=2)  # fmt: skip
         ax.annotate(f"P={precision:.2f}", (threshold, precision), textcoords="offset points", xytext=(6, 4))
         ax.annotate(f"cov={coverage:.2f}", (threshold, coverage), textcoords="offset points", xytext=(6, -12))
     source = {"curve": "stored sweep", "samples": "sweep of stored samples", "operating points": "stored points"}
@@ -666,13 +682,15 @@ def build_demo(
             result, modality_probs = run_recognizer(recognizer, inputs)
         except DemoInputError as error:
             return _failure(str(error))
-        except Exception as error:  # the processor's and pipeline's own errors are ValueErrors with a readable text
-            logger.warning("TER demo: the input could not be processed", exc_info=True)
-            message = str(error)
-            for path in filter(None, (given.get("audio"), given.get("video"))):
-                message = message.replace(str(path), Path(path).name)  # no server paths on the page
-            return _failure(f"The model could not use this input: {message}")
-        verdict = trust_verdict(result, threshold, conflict_limit)
+        except ValueError as error:  # the processor's and pipeline's input checks: their messages are for people
+            logger.info("TER demo: unusable input: %s", error)
+            return _failure(f"The model could not use this input: {_without_paths(str(error), given)}")
+        except Exception as error:
+            logger.exception("TER demo: the model failed on an input")
+            return _failure(
+                f"The model failed on this input ({type(error).__name__}: {_without_paths(str(error), given)})."
+            )
+        verdict = trust_verdict(result, threshold, conflict_limit, given=set(inputs))
         opinions = modality_opinions(result, modality_probs, labels)
         return (
             label_html(result),
