@@ -496,3 +496,21 @@ def test_bad_files_give_a_readable_error_on_the_page(server, driver, tmp_path):
     wait.until(lambda d: "Invalid file type: notes.txt" in _text(d, "body"))
     _submit_and_wait(driver, wait, lambda d: message())
     assert message().startswith("⚠️ Nothing to recognise: give an audio clip")
+
+
+def test_the_demo_module_imports_gradio_and_matplotlib_only_where_it_uses_them():
+    # Module-level imports run with `import modeling_ter.demo`; gradio and matplotlib must wait for a page or figure.
+    # (Read from the source: importing it in a fresh interpreter costs the torch import, seconds on a busy machine.)
+    import ast
+
+    tree = ast.parse(Path(demo_app.__file__).read_text(encoding="utf-8"))
+    top_level = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            continue  # annotations only
+        if isinstance(node, ast.Import):
+            top_level += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            top_level.append("." * node.level + (node.module or ""))
+    assert top_level and not [name for name in top_level if name.split(".")[0] in {"gradio", "matplotlib", "selenium"}]
+    assert {"csv", "json", "__future__"} <= set(top_level) and not [n for n in top_level if n.startswith(".")]
