@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trusted_f1.trusted_metrics import threshold_sweep, trusted_scores
 
 from modeling_ter.demo import app as demo_app
 from modeling_ter.demo.app import (
@@ -38,6 +37,7 @@ from modeling_ter.demo.app import (
     trust_verdict,
     write_demo_space,
 )
+from trusted_f1.trusted_metrics import threshold_sweep, trusted_scores
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -50,7 +50,7 @@ PAGE_TIMEOUT_S = 60
 
 
 def _result(confidence=0.8, trusted=True, conflict=0.1, present=(True, True, False), **extra_modality_fields):
-    """A pipeline output of an audio/text/video model, as documented in pipeline_ter.py."""
+    """A pipeline output of an audio/text/video model, as documented in modeling_ter/pipelines/trusted_emotion_recognition.py."""
     names = ("audio", "text", "video")
     modalities = {
         name: {"present": p, "confidence": 0.7 if p else None, "label": "anger" if p else None}
@@ -297,7 +297,10 @@ def test_space_folder_has_the_yaml_header_the_app_and_an_importable_package(tmp_
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert all(Path(line).resolve().is_relative_to(folder.resolve()) for line in out.stdout.split())
-    assert not (folder / "modeling_ter" / "pretrained").exists()  # the checkpoint carries its encoders
+    package = Path(demo_app.__file__).resolve().parents[1]
+    shipped = {p.relative_to(package) for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    copied = {p.relative_to(folder / "modeling_ter") for p in (folder / "modeling_ter").rglob("*") if p.is_file()}
+    assert copied == shipped and Path("demo/app.py") in copied  # the package as it is, caches left out
 
 
 def test_cli_rejects_bad_arguments(capsys):
@@ -334,7 +337,7 @@ def checkpoint(tmp_path_factory) -> str:
         return os.environ["TER_DEMO_MODEL"]
     import torch
 
-    from modeling_ter.pretrained_encoders import build_default_model, build_default_processor
+    from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 
     torch.manual_seed(0)
     model = build_default_model(head_hidden_size=8).eval()

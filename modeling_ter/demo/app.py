@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import gradio as gr
     from matplotlib.figure import Figure
 
-    from ..pipeline_ter import TrustedEmotionRecognitionPipeline
+    from ..pipelines import TrustedEmotionRecognitionPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def read_audio_input(path: str) -> str | dict:
     """
     import av
 
-    from ..audio import AUDIO_EXTENSIONS
+    from ..processing.audio import AUDIO_EXTENSIONS
 
     if Path(path).suffix.lower() in AUDIO_EXTENSIONS:
         return str(path)
@@ -446,7 +446,7 @@ def load_recognizer(model: str, revision: str | None = None) -> TrustedEmotionRe
     """The trusted-emotion-recognition pipeline of a checkpoint folder or Hub ID, on CPU."""
     from transformers import pipeline
 
-    from .. import pipeline_ter  # noqa: F401  (registers the task)
+    from .. import pipelines  # noqa: F401  (registers the task)
 
     return pipeline("trusted-emotion-recognition", model=model, revision=revision, device="cpu")
 
@@ -809,7 +809,7 @@ def write_demo_space(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     package = Path(__file__).resolve().parents[1]
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "pretrained")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(package, folder / "modeling_ter", ignore=ignore, dirs_exist_ok=True)
     from trusted_f1 import trusted_metrics
 
