@@ -154,6 +154,8 @@ def test_modality_opinions_add_class_probabilities_of_present_modalities_only():
     assert opinions["video"]["scores"] is None  # missing: the uniform all-ones Dirichlet is no opinion
     result["modalities"]["audio"]["scores"] = {"anger": 1.0, "sadness": 0.0}  # a future return_modality_scores
     assert modality_opinions(result, probs, ["anger", "sadness"])["audio"]["scores"] == {"anger": 1.0, "sadness": 0.0}
+    result["modalities"]["text"]["scores"] = [{"label": "sadness", "score": 0.9}, {"label": "anger", "score": 0.1}]
+    assert modality_opinions(result, probs, ["anger", "sadness"])["text"]["scores"] == {"anger": 0.1, "sadness": 0.9}
 
 
 def test_module_docstring_example():

@@ -209,13 +209,17 @@ def modality_opinions(
     """Each modality's opinion: the pipeline's `modalities` entry plus `"scores"` (`{label: probability}`).
 
     `modality_probs` is `(num_modalities, num_labels)` in the order of `result["modalities"]` (the expected
-    probabilities `alpha / S` of each modality's Dirichlet); a `"scores"` entry the pipeline already gives is kept.
-    A missing modality gets `"scores": None` (its all-ones Dirichlet is uniform by construction, not an opinion).
+    probabilities `alpha / S` of each modality's Dirichlet). A `"scores"` entry the pipeline already gives (as
+    `{label: score}`, or `[{"label", "score"}]` like its fused `scores`) is used instead. A missing modality gets
+    `"scores": None` (its all-ones Dirichlet is uniform by construction, not an opinion).
     """
     opinions = {}
     for index, (name, entry) in enumerate((result.get("modalities") or {}).items()):
         opinion = dict(entry)
-        if opinion.get("scores") is None:
+        stored = opinion.get("scores")
+        if isinstance(stored, Sequence) and not isinstance(stored, str):
+            opinion["scores"] = {item["label"]: float(item["score"]) for item in stored}
+        elif stored is None:
             given = entry.get("present") and modality_probs is not None and index < len(modality_probs)
             opinion["scores"] = dict(zip(labels, map(float, modality_probs[index]))) if given else None
         opinions[name] = opinion
