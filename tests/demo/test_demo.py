@@ -4,7 +4,7 @@ the page itself driven by headless Chromium against the pipeline's own output.
 The browser tests need Debian's `chromium` and `chromium-driver` (`/usr/bin/chromedriver`; Selenium downloads nothing
 here) and skip without them. They run on a tiny checkpoint built from the default encoders (untrained heads); set
 `TER_DEMO_MODEL=out` to drive a trained checkpoint instead. The page's screenshot goes to `$TER_TEST_ARTIFACTS` (else
-the test's tmp_path), and a copy to `docs_demo_screenshot.png` at the repository root for the README.
+the test's tmp_path); with `TER_DEMO_MODEL` set, a copy goes to `model_cards/demo_screenshot.png` for the README.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from modeling_ter.demo.app import (
 )
 from trusted_f1.trusted_metrics import threshold_sweep, trusted_scores
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
 CLIP = DATA / "emodb" / "wav" / "03a01Wa.flac"
 TRANSCRIPT = "Der Lappen liegt auf dem Eisschrank."
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
-README_SCREENSHOT = REPO / "docs_demo_screenshot.png"
+README_SCREENSHOT = REPO / "model_cards" / "demo_screenshot.png"
 PAGE_TIMEOUT_S = 60
 
 
@@ -446,14 +446,19 @@ def test_page_shows_the_pipelines_decision(server, driver, checkpoint, tmp_path)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ter-modalities img"))
     page = {
         "label": driver.find_element(By.CSS_SELECTOR, "#ter-label [data-label]").get_attribute("data-label"),
-        "confidence": float(driver.find_element(By.CSS_SELECTOR, "#ter-gauge [data-confidence]").get_attribute("data-confidence")),
-        "threshold": driver.find_element(By.CSS_SELECTOR, "#ter-gauge [data-confidence]").get_attribute("data-threshold"),
+        "confidence": float(
+            driver.find_element(By.CSS_SELECTOR, "#ter-gauge [data-confidence]").get_attribute("data-confidence")
+        ),
+        "threshold": driver.find_element(By.CSS_SELECTOR, "#ter-gauge [data-confidence]").get_attribute(
+            "data-threshold"
+        ),
         "trusted": driver.find_element(By.CSS_SELECTOR, "#ter-badge [data-trusted]").get_attribute("data-trusted"),
         "badge": driver.find_element(By.CSS_SELECTOR, "#ter-badge").text,
         "message": driver.find_element(By.CSS_SELECTOR, "#ter-message").text,
-    }  # fmt: skip
+    }
     screenshot = _screenshot(driver, "demo_page.png", tmp_path)
-    shutil.copyfile(screenshot, README_SCREENSHOT)
+    if os.environ.get("TER_DEMO_MODEL"):  # a trained checkpoint: the picture the README shows
+        shutil.copyfile(screenshot, README_SCREENSHOT)
 
     recognizer = pipeline("trusted-emotion-recognition", model=checkpoint)
     expected = recognizer({"audio": str(CLIP), "text": TRANSCRIPT})
