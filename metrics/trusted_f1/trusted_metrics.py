@@ -1,5 +1,5 @@
 # Copyright 2025 The TER authors. Licensed under the Apache License, Version 2.0.
-"""Trusted metrics of TER in plain numpy: the one implementation.
+"""Trusted metrics of TER in numpy: the one implementation.
 
 A prediction is *trusted* when its confidence reaches the threshold τ: T(τ) = {i : c_i ≥ τ}; it is *correct* when
 ŷ_i = y_i: R = {i : ŷ_i = y_i}. Then
@@ -10,10 +10,11 @@ A prediction is *trusted* when its confidence reaches the threshold τ: T(τ) = 
 
 Every curve comes from one sort of the confidences plus cumulative sums, O(N log N); no Python loop over thresholds.
 Alongside: AURC (Geifman & El-Yaniv 2017), AUGRC (Traub et al. 2024), ECE (equal-width bins, top label), accuracy,
-macro-F1 and unweighted average recall.
+macro-F1 and unweighted average recall (the last three from scikit-learn, imported when first scored).
 
-This file imports only numpy and the standard library, so that the `evaluate` module beside it (relative import) and
-TER's training code (`from trusted_f1.trusted_metrics import ...`) share it without either needing the other.
+This file imports only numpy, the standard library and (lazily) scikit-learn, so that the `evaluate` module beside it
+(relative import) and TER's training code (`from trusted_f1.trusted_metrics import ...`) share it without either
+needing the other.
 
 Example:
 
@@ -519,27 +520,22 @@ def expected_calibration_error(correct: Any, confidences: Any, n_bins: int = ECE
 _MAX_CLASSES = 2**24
 
 
-def _macro_average(per_class: np.ndarray) -> float:
-    """Mean over classes; NaN entries (zero_division=nan) are left out, as in scikit-learn."""
-    kept = per_class[~np.isnan(per_class)]
-    return float(kept.mean()) if kept.size else math.nan
-
-
 def _classification_scores(
     predictions: np.ndarray, references: np.ndarray, num_classes: int | None, zero_division: float
 ) -> dict[str, float]:
-    """Accuracy, macro-F1 and unweighted average recall over range(num_classes), else the classes seen (sklearn)."""
+    """Accuracy, macro-F1 and unweighted average recall (scikit-learn) over range(num_classes), else the classes
+    that occur in the references or the predictions."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
     size = num_classes if num_classes is not None else int(max(predictions.max(), references.max())) + 1
     if size > _MAX_CLASSES:
         raise ValueError(f"Class indices go up to {size - 1}; remap labels to 0..K-1 or pass `num_classes`.")
-    support = np.bincount(references, minlength=size)
-    predicted = np.bincount(predictions, minlength=size)
-    hits = np.bincount(references[predictions == references], minlength=size)
-    labels = slice(None) if num_classes is not None else (support > 0) | (predicted > 0)
+    labels = np.arange(num_classes) if num_classes is not None else None
+    options = {"labels": labels, "average": "macro", "zero_division": zero_division}
     return {
-        "accuracy": float(hits.sum() / len(references)),
-        "macro_f1": _macro_average(_divide(2 * hits, support + predicted, zero_division)[labels]),
-        "uar": _macro_average(_divide(hits, support, zero_division)[labels]),
+        "accuracy": float(accuracy_score(references, predictions)),
+        "macro_f1": float(f1_score(references, predictions, **options)),
+        "uar": float(recall_score(references, predictions, **options)),
     }
 
 
