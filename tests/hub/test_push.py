@@ -13,7 +13,15 @@ from transformers import BertConfig, BertModel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PUSH_SCRIPT = REPO_ROOT / "scripts" / "push_to_hub.py"
-INPUT_IDS = [[2, 7, 11, 5, 0], [3, 1, 4, 1, 5]]
+# What the Hub holds after a push of `_checkpoint`'s folder.
+PUSHED_FILES = {
+    ".gitattributes",
+    "config.json",
+    "model.safetensors",
+    "README.md",
+    "eval_results.json",
+    "plots/reliability.png",
+}
 
 
 def _tiny_bert(folder: Path) -> BertModel:
@@ -70,15 +78,7 @@ def test_push_sends_the_allow_list_only(hub_server, hub_env, tmp_path):
     (tmp_path / "ckpt" / "modeling_ter.py").write_text("# remote code\n")
     result = _push([str(tmp_path / "ckpt"), "org/allow-list"], hub_env, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert set(hub_server.head("model", "org/allow-list").files) == {
-        ".gitattributes",
-        "config.json",
-        "model.safetensors",
-        "README.md",
-        "eval_results.json",
-        "plots/reliability.png",
-        "modeling_ter.py",
-    }
+    assert set(hub_server.head("model", "org/allow-list").files) == {*PUSHED_FILES, "modeling_ter.py"}
 
 
 def test_push_script_twice_uploads_nothing_the_second_time(hub_server, hub_env, tmp_path):
@@ -87,14 +87,7 @@ def test_push_script_twice_uploads_nothing_the_second_time(hub_server, hub_env, 
     assert first.returncode == 0, first.stderr
     head = hub_server.head("model", "org/pushed")
     assert head.title == "first"
-    assert set(head.files) == {
-        ".gitattributes",
-        "config.json",
-        "model.safetensors",
-        "README.md",
-        "eval_results.json",
-        "plots/reliability.png",
-    }
+    assert set(head.files) == PUSHED_FILES
     assert hub_server.count("lfs_upload") >= 2
 
     log_start = len(hub_server.log)
