@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import soundfile
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -246,6 +247,99 @@ def embed_processed(model: torch.nn.Module, batch: Any, modality: str) -> torch.
     return model.embed_modality(modality, **inputs)
 
 
+def _length_key(modality: str, value: str) -> float:
+    """How long an item is, to batch items of similar length: seconds of audio (from the file header), characters
+    of text; 0 where unknown (video, or an unreadable file, which then fails in its own batch)."""
+    if modality == "text":
+        return float(len(value))
+    if modality == "audio":
+        try:
+            return float(soundfile.info(value).duration)
+        except (RuntimeError, OSError, TypeError, ValueError):  # soundfile's LibsndfileError is a RuntimeError
+            return 0.0
+    return 0.0
+
+
+def encoding_plan(
+    cache: FeatureCache, modality: str, key: str, values: Sequence[Any], batch_size: int
+) -> list[list[int]]:
+    """The positions of `values` missing from the cache, sorted by length and cut into batches of `batch_size`:
+    similar lengths share a batch, so padding costs little. The plan depends only on the items (never on who
+    encodes them), so every process that encodes a batch of it encodes exactly the same batch."""
+    missing = [
+        index
+        for index, value in enumerate(values)
+        if value is not None and not cache.entry_path(modality, key, item_key(modality, value)).is_file()
+    ]
+    missing.sort(key=lambda index: (_length_key(modality, values[index]), index))
+    return [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
+
+
+@torch.no_grad()
+def _encode_batch(
+    model: torch.nn.Module, processor: Any, modality: str, values: Sequence[Any]
+) -> list[tuple[torch.Tensor | None, str | None]]:
+    """`(features (num_feature_layers, embed_dim) or None, reason or None)` of each value, encoded as one batch.
+
+    When the processor refuses the batch (a corrupt or unreadable file), its items are encoded one by one, so that
+    only the bad item is masked, with the error as its reason.
+    """
+    try:
+        batch = processor(**{modality: list(values)}, return_tensors="pt")
+    except (ValueError, OSError) as error:  # corrupt, empty or unreadable file, ...
+        if len(values) == 1:
+            return [(None, f"{type(error).__name__}: {error}")]
+        return [result for value in values for result in _encode_batch(model, processor, modality, [value])]
+    present = batch["modality_mask"][:, list(processor.modalities).index(modality)]
+    if not present.any():
+        features = [None] * len(values)
+    else:
+        features = list(embed_processed(model, batch, modality).float().cpu())
+    reason = f"ValueError: the processor masked the {modality} modality (for video: no face found)."
+    return [(f, None) if usable else (None, reason) for f, usable in zip(features, present.tolist())]
+
+
+def encode_missing(
+    model: torch.nn.Module,
+    processor: Any,
+    items: Any,
+    modalities: Sequence[str],
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    process_index: int = 0,
+    num_processes: int = 1,
+    show_progress: bool = True,
+) -> int:
+    """Encodes the items the cache lacks, in length-sorted batches, and stores them; returns how many
+    (item, modality) pairs this process encoded.
+
+    With `num_processes > 1` (`accelerator.process_index`, `accelerator.num_processes`) each process encodes every
+    `num_processes`-th batch of the same plan: together they encode each missing item once, each writes its own
+    entries, and after `accelerator.wait_for_everyone()` every process reads them all with `compute_features`.
+    """
+    cache = FeatureCache(cache_dir)
+    model_was_training = model.training
+    model.eval()
+    encoded = 0
+    for modality in modalities:
+        key = encoder_key(model, modality, processor_settings(processor, modality))
+        values = list(items[modality])
+        batches = encoding_plan(cache, modality, key, values, batch_size)[process_index::num_processes]
+        progress = tqdm(
+            total=sum(len(b) for b in batches), desc=f"{modality} features", disable=not show_progress, leave=False
+        )
+        for positions in batches:
+            results = _encode_batch(model, processor, modality, [values[i] for i in positions])
+            for index, (features, reason) in zip(positions, results):
+                path = cache.entry_path(modality, key, item_key(modality, values[index]))
+                _write_entry(path, features, reason, source=values[index] if modality != "text" else "text")
+            encoded += len(positions)
+            progress.update(len(positions))
+        progress.close()
+    model.train(model_was_training)
+    return encoded
+
+
 def compute_features(
     model: torch.nn.Module,
     processor: Any,
@@ -253,18 +347,20 @@ def compute_features(
     modalities: Sequence[str],
     cache_dir: str | os.PathLike | None = None,
     show_progress: bool = True,
+    batch_size: int = 16,
 ) -> CachedFeatures:
-    """Pooled features of every item for each modality, from the cache or encoded once and stored.
+    """Pooled features of every item for each modality, from the cache or encoded (batched) and stored.
 
     Args:
-        model: a `TERForEmotionRecognition` with a backbone for each of `modalities` (put it in eval mode).
-        processor: callable as `processor(audio=[path], return_tensors="pt")` (likewise `text=`, `video=`),
-            returning `<modality>_*` raw inputs (a `TERProcessor`).
+        model: a `TERForEmotionRecognition` with a backbone for each of `modalities`.
+        processor: callable as `processor(audio=[paths], return_tensors="pt")` (likewise `text=`, `video=`),
+            returning `<modality>_*` raw inputs and `modality_mask` (a `TERProcessor`).
         items: a `datasets.Dataset` (or a dict of columns) with one column per modality: a file path for
             audio/video, the text for text; `None` where the item lacks the modality.
         modalities: the modalities to compute, in the column order of the returned mask.
         cache_dir: the cache folder (default: `$TER_CACHE/features` or `~/.cache/ter/features`).
         show_progress: show a progress bar per modality.
+        batch_size: items encoded together (sorted by length, see `encoding_plan`).
 
     Returns:
         `CachedFeatures`; its `failures` list the items whose modality was given but unusable (also logged).
@@ -272,27 +368,21 @@ def compute_features(
     cache = FeatureCache(cache_dir)
     modalities = tuple(modalities)
     columns = {m: list(items[m]) for m in modalities}
+    num_encoded = encode_missing(
+        model, processor, columns, modalities, cache_dir, batch_size, show_progress=show_progress
+    )
     num_items = len(next(iter(columns.values()))) if columns else 0
     mask = torch.zeros(num_items, len(modalities), dtype=torch.bool)
     features: dict[str, torch.Tensor] = {}
     failures: list[tuple[int, str, str]] = []
-    num_encoded = num_cached = 0
-    model_was_training = model.training
-    model.eval()
     for column, modality in enumerate(modalities):
         key = encoder_key(model, modality, processor_settings(processor, modality))
         modality_config = model.config.modality_config(modality)
         stacked = torch.zeros(num_items, modality_config["num_feature_layers"], modality_config["embed_dim"])
-        values = columns[modality]
-        progress = tqdm(values, desc=f"{modality} features", disable=not show_progress, leave=False)
-        for index, value in enumerate(progress):
+        for index, value in enumerate(columns[modality]):
             if value is None:
                 continue
-            item_features, reason, encoded_now = cache.get_or_compute(
-                modality, key, value, lambda v=value: embed_item(model, processor, modality, v)
-            )
-            num_encoded += encoded_now
-            num_cached += not encoded_now
+            item_features, reason = _read_entry(cache.entry_path(modality, key, item_key(modality, value)))
             if item_features is None:
                 failures.append((index, modality, reason))
                 continue
@@ -304,19 +394,19 @@ def compute_features(
             stacked[index] = item_features
             mask[index, column] = True
         features[modality] = stacked
-    model.train(model_was_training)
     for index, modality, reason in failures:
         logger.warning("Item %d: %s modality masked (%s).", index, modality, reason)
+    num_given = sum(value is not None for values in columns.values() for value in values)
     logger.info(
         "Features of %d items (%s): %d encoded now, %d from the cache in %s; %d masked after a failure.",
         num_items,
         ", ".join(modalities),
         num_encoded,
-        num_cached,
+        num_given - num_encoded,
         cache.cache_dir,
         len(failures),
     )
-    return CachedFeatures(modalities, features, mask, failures, num_encoded, num_cached)
+    return CachedFeatures(modalities, features, mask, failures, num_encoded, num_given - num_encoded)
 
 
 __all__ = [
@@ -326,6 +416,8 @@ __all__ = [
     "default_feature_cache_dir",
     "embed_item",
     "embed_processed",
+    "encode_missing",
+    "encoding_plan",
     "encoder_key",
     "item_key",
     "processor_settings",

@@ -103,7 +103,7 @@ def evaluate_checkpoint(
     on the corpus it was trained on re-encodes nothing.
     """
     rows, problems = read_manifest(manifest)
-    # One intra-op thread: items are encoded one at a time (see training.loop.set_single_thread_on_cpu).
+    # One intra-op thread, as in training (see training.loop.set_single_thread_on_cpu).
     torch.set_num_threads(1)
     model = TERForEmotionRecognition.from_pretrained(model_dir)
     processor = TERProcessor.from_pretrained(model_dir)

@@ -68,6 +68,9 @@ class TERTrainingArguments:
         default=None, metadata={"help": "a checkpoints/epoch_N folder, or 'latest'"}
     )
     cache_dir: Optional[str] = field(default=None, metadata={"help": "feature cache (default: $TER_CACHE/features)"})
+    encode_batch_size: int = field(
+        default=16, metadata={"help": "items encoded together (sorted by length) when filling the feature cache"}
+    )
     augment: str = field(
         default="",
         metadata={
@@ -99,7 +102,7 @@ class TERTrainingArguments:
             raise ValueError(
                 f"--weighted_layer_sum {self.weighted_layer_sum!r}: choose modalities among audio,text, or 'none'."
             )
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps"):
+        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "encode_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.annealing_epochs <= 0:

@@ -385,7 +385,12 @@ def test_feature_cache_encodes_each_item_once(audio_text_model, tmp_path):
     model, processor = audio_text_model
     calls = []
     embed = model.embed_modality
-    model.embed_modality = lambda modality, **inputs: calls.append(modality) or embed(modality, **inputs)
+
+    def counting_embed(modality, **inputs):  # one entry per encoded item (items are encoded in batches)
+        calls.extend([modality] * len(next(iter(inputs.values()))))
+        return embed(modality, **inputs)
+
+    model.embed_modality = counting_embed
     flacs = [Path(shutil.copy(f, tmp_path)) for f in sorted((DEMO_MANIFEST.parent / "emodb").rglob("*.flac"))[:2]]
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF" + os.urandom(300))
