@@ -206,6 +206,9 @@ class TERPreTrainedModel(PreTrainedModel):
     config_class = TERConfig
     base_model_prefix = "ter"
     main_input_name = "text_input_ids"
+    # `activation_checkpointing_enable()` reaches every backbone layer that supports it (transformers'
+    # `GradientCheckpointingLayer`s: Whisper, BERT, ...); the heads and the face CNN are too small to need it.
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -57,6 +57,12 @@ class TERTrainingArguments:
         default="none",
         metadata={"help": "none: frozen encoders, cached features; full / lora: train the backbones on raw inputs"},
     )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "with --finetune full|lora: recompute backbone activations in the backward pass (less memory)"
+        },
+    )
     weighted_layer_sum: str = field(
         default="audio",
         metadata={
@@ -98,6 +104,8 @@ class TERTrainingArguments:
             raise ValueError(
                 "--augment noise adds encoded noisy copies to the cached training features: use --finetune none."
             )
+        if self.gradient_checkpointing and self.finetune == "none":
+            raise ValueError("--gradient_checkpointing needs --finetune full or lora: frozen encoders run no backward.")
         if not set(self.layer_sum_modalities) <= set(LAYER_SUM_MODALITIES):
             raise ValueError(
                 f"--weighted_layer_sum {self.weighted_layer_sum!r}: choose modalities among audio,text, or 'none'."

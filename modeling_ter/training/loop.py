@@ -148,7 +148,11 @@ def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annea
     )
     if args.finetune == "none":
         model.encoders.requires_grad_(False)
-    elif args.finetune == "lora":
+        return model
+    if args.gradient_checkpointing:
+        # Non-reentrant checkpointing also gives gradients to LoRA adapters on frozen backbone weights.
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if args.finetune == "lora":
         from peft import LoraConfig, get_peft_model
 
         backbone_linears = [

@@ -306,3 +306,58 @@ def test_checkpoint_saved_before_the_modality_configs_layout_still_loads():
         outputs = model(**inputs)
     torch.testing.assert_close(outputs.alpha, torch.tensor(expected["alpha"]), rtol=0, atol=0)
     torch.testing.assert_close(outputs.confidence, torch.tensor(expected["confidence"]), rtol=0, atol=0)
+
+
+def test_activation_checkpointing_reaches_the_backbones_and_keeps_the_gradients():
+    """`activation_checkpointing_enable()` recomputes every Whisper and BERT layer in the backward pass (each
+    layer's forward runs twice per step) and gives the same gradients as without it (same seed, dropout on)."""
+    from transformers import WhisperConfig
+
+    whisper = WhisperConfig(
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=24,
+        decoder_ffn_dim=24,
+        num_mel_bins=80,
+        max_source_positions=50,
+        vocab_size=60,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    torch.manual_seed(0)
+    config = tiny_config(
+        {"audio": {"backbone": whisper.to_dict(), "use_weighted_layer_sum": True}, "text": {"backbone": TINY_BERT}}
+    )
+    model = TERForEmotionRecognition(config).train()
+    inputs = {
+        "audio_input_features": torch.randn(2, 80, 60),
+        "text_input_ids": torch.randint(1, 50, (2, 6)),
+        "video_embeds": torch.randn(2, 3, 6),
+        "labels": torch.tensor([0, 2]),
+    }
+    layers = [m for m in model.modules() if type(m).__name__ in ("WhisperEncoderLayer", "BertLayer")]
+    calls = []
+    for layer in layers:  # a module inside the layer: transformers keeps the layer's own hooks out of the recompute
+        attention = layer.self_attn if hasattr(layer, "self_attn") else layer.attention
+        attention.register_forward_hook(lambda module, args, output: calls.append(module))
+
+    def gradients() -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)
+        model.zero_grad()
+        calls.clear()
+        model(**inputs).loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    assert len(calls) == len(layers) == 4
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed = gradients()
+    assert len(calls) == 2 * len(layers)  # every layer recomputed once in the backward pass
+    assert plain.keys() == checkpointed.keys()
+    for name, gradient in plain.items():
+        torch.testing.assert_close(checkpointed[name], gradient, rtol=0, atol=1e-5, msg=name)
