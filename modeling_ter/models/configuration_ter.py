@@ -9,16 +9,25 @@ from typing import Any, Optional, Union
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .evidential import CONFIDENCE_MEASURES
+
 MODALITIES = ("audio", "text", "video")
 FUSION_RULES = ("dempster_shafer", "evidence_average", "confidence_weighted")
-CONFIDENCE_MEASURES = ("uncertainty", "max_probability")
 POOLING_MODES = ("mean", "cls")
 FACE_CNN_MODEL_TYPE = "ter_face_cnn"
 
 # The shared label vocabulary of the corpora loaders (modeling_ter/corpora.py), in id order.
 EMOTION_LABELS = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 
-_MODALITY_CONFIG_KEYS = ("backbone", "embed_dim", "use_weighted_layer_sum", "num_feature_layers", "pooling")
+_MODALITY_CONFIG_KEYS = (
+    "backbone",
+    "embed_dim",
+    "use_weighted_layer_sum",
+    "num_feature_layers",
+    "pooling",
+    "domain_reference",
+    "domain_width",
+)
 
 
 def backbone_dimensions(backbone: Union[dict, PreTrainedConfig]) -> tuple[int, int]:
@@ -75,12 +84,20 @@ def normalize_modality_config(modality: str, modality_config: Union[dict, PreTra
         raise ValueError(
             f"modality_configs[{modality!r}]['use_weighted_layer_sum'] needs num_feature_layers >= 2, got {num_feature_layers}."
         )
+    domain_reference, domain_width = modality_config.get("domain_reference"), modality_config.get("domain_width")
+    if (domain_reference is None) != (domain_width is None) or (domain_width is not None and not domain_width > 0):
+        raise ValueError(
+            f"modality_configs[{modality!r}] needs both 'domain_reference' and a positive 'domain_width' (a fitted "
+            f"domain gate) or neither; got {domain_reference} and {domain_width}."
+        )
     return {
         "backbone": backbone,
         "embed_dim": int(embed_dim),
         "use_weighted_layer_sum": use_weighted_layer_sum,
         "num_feature_layers": int(num_feature_layers),
         "pooling": pooling,
+        "domain_reference": None if domain_reference is None else float(domain_reference),
+        "domain_width": None if domain_width is None else float(domain_width),
     }
 
 
@@ -101,6 +118,11 @@ class TERConfig(PreTrainedConfig):
     - `num_feature_layers` (`int`): how many pooled layers the features stack (derived from the backbone).
     - `pooling` (`str`, *optional*, defaults to `"mean"`): `"mean"` (mean over the real, unmasked frames or
       tokens) or `"cls"` (first token).
+    - `domain_reference`, `domain_width` (`float`, *optional*): the domain gate of the modality, set by training
+      (design notes §7): its evidence is multiplied by `exp(-(max(0, d - reference) / width) ** 2)`, `d` the
+      Mahalanobis distance of its pooled features to the nearest class of the training data (`domain.py`; the class
+      means and shared precision are buffers in the weights). Far from the training data the opinion becomes vacuous
+      and drops out of the fusion. `None`: no gate.
 
     Args:
         modality_configs (`dict[str, dict]`): The sub-config of each modality, e.g. `{"audio": {...}, "text": {...}}`.
@@ -110,8 +132,12 @@ class TERConfig(PreTrainedConfig):
             `"dempster_shafer"` (reduced Dempster-Shafer rule of TMC), `"evidence_average"` (mean evidence of the
             present modalities) or `"confidence_weighted"` (expected probabilities averaged with the modality
             confidences as weights).
-        confidence_measure (`str`, *optional*, defaults to `"uncertainty"`): `"uncertainty"` gives the
-            confidence `1 - u` of the fused opinion, `"max_probability"` gives `max_k p_k`.
+        confidence_measure (`str`, *optional*, defaults to `"belief"`): The raw confidence of the fused opinion:
+            `"belief"` the belief mass of the predicted class `e_max / S` (0 for the vacuous opinion),
+            `"uncertainty"` `1 - u`, `"max_probability"` `max_k p_k`. The uncertainty `u = K / S` is reported as is.
+        confidence_calibration (`list[float]`, *optional*): `[slope, intercept]` of the calibration map: the
+            reported confidence is `sigmoid(slope * logit(raw confidence) + intercept)`, fitted by training on
+            held-out speakers so that it estimates P(correct). `None` reports the raw confidence.
         head_hidden_size (`int`, *optional*, defaults to 256): Hidden width of each evidential head.
         head_dropout (`float`, *optional*, defaults to 0.1): Dropout inside each evidential head.
         annealing_steps (`int`, *optional*, defaults to 1000): Optimizer steps over which the KL weight of the
@@ -139,7 +165,8 @@ class TERConfig(PreTrainedConfig):
         self,
         modality_configs: Optional[dict[str, Optional[dict]]] = None,
         fusion: str = "dempster_shafer",
-        confidence_measure: str = "uncertainty",
+        confidence_measure: str = "belief",
+        confidence_calibration: Optional[list[float]] = None,
         head_hidden_size: int = 256,
         head_dropout: float = 0.1,
         annealing_steps: int = 1000,
@@ -162,6 +189,12 @@ class TERConfig(PreTrainedConfig):
             raise ValueError(f"fusion must be one of {FUSION_RULES}, got {fusion!r}.")
         if confidence_measure not in CONFIDENCE_MEASURES:
             raise ValueError(f"confidence_measure must be one of {CONFIDENCE_MEASURES}, got {confidence_measure!r}.")
+        if confidence_calibration is not None and (
+            len(confidence_calibration) != 2 or not confidence_calibration[0] > 0
+        ):
+            raise ValueError(
+                f"confidence_calibration must be [slope, intercept] with slope > 0, got {confidence_calibration!r}."
+            )
         if annealing_steps < 1:
             raise ValueError(f"annealing_steps must be a positive number of optimizer steps, got {annealing_steps}.")
         if trusted_threshold is not None and not 0.0 <= trusted_threshold <= 1.0:
@@ -170,6 +203,9 @@ class TERConfig(PreTrainedConfig):
         self.modality_configs = {m: value for m, value in normalized.items() if value is not None}
         self.fusion = fusion
         self.confidence_measure = confidence_measure
+        self.confidence_calibration = (
+            None if confidence_calibration is None else [float(v) for v in confidence_calibration]
+        )
         self.head_hidden_size = head_hidden_size
         self.head_dropout = head_dropout
         self.annealing_steps = annealing_steps

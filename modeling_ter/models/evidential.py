@@ -5,6 +5,7 @@ reduced Dempster-Shafer rule of TMC (Han et al., ICLR 2021) or one of two altern
 adjusted cross-entropy plus an annealed KL term (Sensoy et al. 2018). Copied with the model as remote code.
 """
 
+import math
 from typing import Optional
 
 import torch
@@ -42,11 +43,17 @@ def dempster_shafer_evidence(evidence_a: torch.Tensor, evidence_b: torch.Tensor)
 
 
 def opinion_conflict(evidence_a: torch.Tensor, evidence_b: torch.Tensor) -> torch.Tensor:
-    """Conflict `C = sum_{i != j} b1_i b2_j` of two opinions given by their evidence `(..., K)`; returns `(...)`."""
+    """Conflict `C = sum_{i != j} b1_i b2_j` of two opinions given by their evidence `(..., K)`; returns `(...)`.
+
+    Computed from the beliefs `b = e / (E + K)` (each in [0, 1]), so that no intermediate overflows: finite for any
+    finite evidence in float16/32/64, and clamped to [0, 1] against rounding.
+    """
     num_classes = evidence_a.shape[-1]
-    total_a, total_b = evidence_a.sum(-1), evidence_b.sum(-1)
-    disagreeing_mass = (total_a * total_b - (evidence_a * evidence_b).sum(-1)).clamp_min(0.0)
-    return disagreeing_mass / ((total_a + num_classes) * (total_b + num_classes))
+    belief_a = evidence_a / (evidence_a.sum(-1, keepdim=True) + num_classes)  # (..., K)
+    belief_b = evidence_b / (evidence_b.sum(-1, keepdim=True) + num_classes)
+    agreeing = (belief_a * belief_b).sum(-1)  # sum_k b1_k b2_k
+    conflict = belief_a.sum(-1) * belief_b.sum(-1) - agreeing
+    return conflict.clamp(0.0, 1.0)
 
 
 def fuse_opinions(evidence: torch.Tensor, present: torch.Tensor, rule: str) -> torch.Tensor:
@@ -58,7 +65,7 @@ def fuse_opinions(evidence: torch.Tensor, present: torch.Tensor, rule: str) -> t
         rule: `"dempster_shafer"`, `"evidence_average"` or `"confidence_weighted"`.
 
     Returns:
-        The fused `alpha` `(batch_size, num_labels)`.
+        The fused `alpha` `(batch_size, num_labels)`, every entry >= 1.
     """
     evidence = evidence * present.unsqueeze(-1)
     if rule == "dempster_shafer":
@@ -71,10 +78,14 @@ def fuse_opinions(evidence: torch.Tensor, present: torch.Tensor, rule: str) -> t
         return evidence.sum(1) / num_present + 1.0
     if rule == "confidence_weighted":
         # p = sum_m c_m p_m / sum_m c_m with the confidence-weighted strength; alpha = p * S keeps E[p] = p.
-        alpha, _, uncertainty = opinion_from_evidence(evidence)
-        strength = alpha.sum(-1)
-        weights = (1.0 - uncertainty) * present
-        total_weight = weights.sum(1, keepdim=True).clamp_min(torch.finfo(evidence.dtype).tiny)
+        num_classes = evidence.shape[-1]
+        alpha = evidence + 1.0  # (batch, M, K)
+        strength = alpha.sum(-1)  # (batch, M)
+        weights = (1.0 - num_classes / strength) * present  # c_m = 1 - u_m, 0 for absent modalities
+        # All present opinions vacuous (zero evidence): equal weights over them, which fuses to the vacuous opinion.
+        nobody_knows = weights.sum(1, keepdim=True) <= 0
+        weights = torch.where(nobody_knows, present.to(weights.dtype), weights)
+        total_weight = weights.sum(1, keepdim=True)  # > 0: every sample has a present modality
         probs = (weights.unsqueeze(-1) * alpha / strength.unsqueeze(-1)).sum(1) / total_weight
         fused_strength = (weights * strength).sum(1, keepdim=True) / total_weight
         return probs * fused_strength
@@ -97,6 +108,54 @@ def pairwise_conflict(evidence: torch.Tensor, present: torch.Tensor) -> torch.Te
     both_present = present.unsqueeze(2) & present.unsqueeze(1)
     off_diagonal = ~torch.eye(evidence.shape[1], dtype=torch.bool, device=evidence.device)
     return conflict * (both_present & off_diagonal)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The reported confidence (design notes §7): a raw confidence of the fused opinion, mapped by a calibration
+# ----------------------------------------------------------------------------------------------------------------
+
+# `belief`: the belief mass of the predicted class `b_max = e_max / S` (0 for the vacuous opinion); `uncertainty`:
+# `1 - u = E / S`; `max_probability`: `max_k p_k`.
+CONFIDENCE_MEASURES = ("belief", "uncertainty", "max_probability")
+
+
+def confidence_log_odds(alpha: torch.Tensor, measure: str = "belief") -> torch.Tensor:
+    """Log-odds `log(c / (1 - c))` of a raw confidence of Dirichlet opinions `alpha` `(..., K)`; returns `(...)`.
+
+    Computed from `alpha` directly, so it is exact where `c` itself would round to 0 or 1 in float32:
+
+    - `"uncertainty"`: `c = 1 - u = E / S`, log-odds `log E - log K` (`E = S - K`, the total evidence);
+    - `"max_probability"`: `c = max_k p_k = alpha_max / S`, log-odds `log alpha_max - log(S - alpha_max)`;
+    - `"belief"`: `c = b_max = e_max / S`, the belief mass of the predicted class (`= (1 - u) e_max / E`; 0 for
+      the vacuous opinion), log-odds `log e_max - log(S - e_max)`.
+
+    `-inf` for a vacuous opinion under `"uncertainty"` and `"belief"`.
+    """
+    if measure not in CONFIDENCE_MEASURES:
+        raise ValueError(f"measure must be one of {CONFIDENCE_MEASURES}, got {measure!r}.")
+    num_classes = alpha.shape[-1]
+    if measure == "uncertainty":
+        return torch.log((alpha - 1.0).sum(-1)) - math.log(num_classes)
+    top, index = alpha.max(-1)
+    # the other classes' alpha summed directly (not S - alpha_max, which cancels to 0 for huge evidence)
+    rest = alpha.scatter(-1, index.unsqueeze(-1), 0.0).sum(-1)
+    if measure == "belief":
+        return torch.log(top - 1.0) - torch.log(rest + 1.0)  # b_max / (1 - b_max) = e_max / (S - e_max)
+    return torch.log(top) - torch.log(rest)
+
+
+def calibrated_confidence(
+    alpha: torch.Tensor, measure: str = "belief", slope: float = 1.0, intercept: float = 0.0
+) -> torch.Tensor:
+    """The reported confidence `sigmoid(slope * logit(c) + intercept)` of opinions `alpha` `(..., K)` -> `(...)`.
+
+    `c` is the raw confidence `measure` (see `confidence_log_odds`); `(slope, intercept)` come from `fit_platt`
+    (`TERConfig.confidence_calibration`), `(1.0, 0.0)` reports `c` itself. A vacuous opinion gets exactly 0 under
+    `"uncertainty"` and `"belief"`.
+    """
+    if not slope > 0:
+        raise ValueError(f"The calibration slope must be positive (an increasing map), got {slope}.")
+    return torch.sigmoid(slope * confidence_log_odds(alpha, measure) + intercept)
 
 
 # ----------------------------------------------------------------------------------------------------------------

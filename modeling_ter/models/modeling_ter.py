@@ -6,7 +6,7 @@ Dempster-Shafer rule of TMC (Han et al., ICLR 2021) or one of two alternatives; 
 design notes, a reconstruction of Xue et al. (arXiv 2508.07625), which publishes none.
 
 This file is copied next to the weights by `save_pretrained` (remote code), with the sibling files it imports
-relatively (`configuration_ter.py`, `evidential.py`, `face_cnn.py`, `whisper_unpadded.py`): together they import only
+relatively (`configuration_ter.py`, `domain.py`, `evidential.py`, `face_cnn.py`, `whisper_unpadded.py`): together they import only
 torch, safetensors and transformers.
 """
 
@@ -22,7 +22,14 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput, cached_file
 
 from .configuration_ter import FACE_CNN_MODEL_TYPE, MODALITIES, TERConfig, backbone_dimensions
-from .evidential import TrustedCELoss, fuse_opinions, opinion_from_evidence, pairwise_conflict
+from .domain import MahalanobisDomain
+from .evidential import (
+    TrustedCELoss,
+    calibrated_confidence,
+    fuse_opinions,
+    opinion_from_evidence,
+    pairwise_conflict,
+)
 from .face_cnn import MiniXceptionFaceEncoder
 from .whisper_unpadded import whisper_encoder_unpadded
 
@@ -174,14 +181,24 @@ class TEROutput(ModelOutput):
         alpha (`torch.FloatTensor` of shape `(batch_size, num_labels)`): Fused Dirichlet parameters.
         probs (`torch.FloatTensor` of shape `(batch_size, num_labels)`): Fused expected probability `alpha / S`.
         uncertainty (`torch.FloatTensor` of shape `(batch_size,)`): Fused uncertainty `u = K / S`.
-        confidence (`torch.FloatTensor` of shape `(batch_size,)`): `1 - u` or `max_k p_k` (`config.confidence_measure`).
+        confidence (`torch.FloatTensor` of shape `(batch_size,)`): The fused opinion's raw confidence
+            (`config.confidence_measure`) through the calibration map (`config.confidence_calibration`): an estimate
+            of P(prediction correct) on speakers the model never saw.
         trusted (`torch.BoolTensor` of shape `(batch_size,)`, *optional*):
             `confidence >= config.trusted_threshold`; `None` while the model has no calibrated threshold.
         modality_alpha (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_labels)`):
             Each modality's Dirichlet (all ones where the modality is absent), in the order of `config.modalities`.
         modality_uncertainty (`torch.FloatTensor` of shape `(batch_size, num_modalities)`): Each modality's `u`.
-        modality_confidence (`torch.FloatTensor` of shape `(batch_size, num_modalities)`): Each modality's `1 - u`.
+        modality_confidence (`torch.FloatTensor` of shape `(batch_size, num_modalities)`): Each modality's
+            opinion scored as `confidence` is (same measure, same calibration map), so a modality alone gives the
+            fused confidence; 0 where it is absent.
         modality_mask (`torch.BoolTensor` of shape `(batch_size, num_modalities)`): Which modalities were present.
+        modality_domain_distance (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+            Mahalanobis distance of each modality's pooled features to the nearest class of its training data (0
+            where the modality has no domain gate or is absent).
+        modality_domain_scale (`torch.FloatTensor` of shape `(batch_size, num_modalities)`):
+            The factor the domain gate applied to each modality's evidence (1 without a gate, 0 where absent); near
+            0 the opinion is vacuous because the input lies outside the training domain.
         conflict (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_modalities)`):
             Dempster-Shafer conflict between every pair of present modalities.
     """
@@ -198,6 +215,8 @@ class TEROutput(ModelOutput):
     modality_confidence: Optional[torch.FloatTensor] = None
     modality_mask: Optional[torch.BoolTensor] = None
     conflict: Optional[torch.FloatTensor] = None
+    modality_domain_distance: Optional[torch.FloatTensor] = None
+    modality_domain_scale: Optional[torch.FloatTensor] = None
 
 
 class TERPreTrainedModel(PreTrainedModel):
@@ -260,6 +279,18 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                     config.head_dropout,
                 )
                 for m in config.modalities
+            }
+        )
+        self.domains = nn.ModuleDict(
+            {
+                m: MahalanobisDomain(
+                    config.num_labels,
+                    config.modality_config(m)["embed_dim"],
+                    config.modality_config(m)["domain_reference"],
+                    config.modality_config(m)["domain_width"],
+                )
+                for m in config.modalities
+                if config.modality_config(m)["domain_reference"] is not None
             }
         )
         self.trusted_ce = TrustedCELoss(config.num_labels, config.annealing_steps)
@@ -421,9 +452,10 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 f"{list(self.config.modalities)}. Drop those samples."
             )
 
-        evidence = torch.zeros(
-            batch_size, len(self.config.modalities), self.config.num_labels, device=device, dtype=dtype
-        )
+        num_modalities = len(self.config.modalities)
+        evidence = torch.zeros(batch_size, num_modalities, self.config.num_labels, device=device, dtype=dtype)
+        distance = torch.zeros(batch_size, num_modalities, device=device, dtype=dtype)
+        domain_scale = torch.zeros(batch_size, num_modalities, device=device, dtype=dtype)
         for index, modality in enumerate(self.config.modalities):
             if modality not in features:
                 continue
@@ -434,14 +466,20 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 else layer_features[:, -1]
             )
             pooled = torch.where(present[:, index, None], pooled, torch.zeros_like(pooled))
-            evidence[:, index] = self.heads[modality](pooled) * present[:, index, None]
+            scale = present[:, index].to(dtype)
+            if modality in self.domains:
+                distance[:, index] = self.domains[modality].distance(pooled).to(dtype)
+                scale = scale * self.domains[modality].evidence_scale(pooled, distance[:, index])
+            domain_scale[:, index] = scale
+            evidence[:, index] = self.heads[modality](pooled) * scale[:, None]
 
         modality_alpha, _, modality_uncertainty = opinion_from_evidence(evidence)
         alpha = fuse_opinions(evidence, present, self.config.fusion)
         strength = alpha.sum(-1, keepdim=True)
         probs = alpha / strength
         uncertainty = (self.config.num_labels / strength).squeeze(-1)
-        confidence = 1.0 - uncertainty if self.config.confidence_measure == "uncertainty" else probs.max(-1).values
+        slope, intercept = self.config.confidence_calibration or (1.0, 0.0)
+        confidence = calibrated_confidence(alpha, self.config.confidence_measure, slope, intercept)
         trusted = None if self.config.trusted_threshold is None else confidence >= self.config.trusted_threshold
 
         loss = None
@@ -458,9 +496,11 @@ class TERForEmotionRecognition(TERPreTrainedModel):
             trusted=trusted,
             modality_alpha=modality_alpha,
             modality_uncertainty=modality_uncertainty,
-            modality_confidence=1.0 - modality_uncertainty,
+            modality_confidence=calibrated_confidence(modality_alpha, self.config.confidence_measure, slope, intercept),
             modality_mask=present,
             conflict=pairwise_conflict(evidence, present),
+            modality_domain_distance=distance,
+            modality_domain_scale=domain_scale,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()

@@ -1,6 +1,7 @@
 """The fusion algebra (design notes §2) and the Trusted CE loss (§3), checked against independent references."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from scipy.special import digamma, gammaln
 
 from modeling_ter.models.evidential import (
     TrustedCELoss,
+    calibrated_confidence,
+    confidence_log_odds,
     dempster_shafer_evidence,
     fuse_opinions,
     opinion_conflict,
@@ -165,3 +168,41 @@ def test_kl_weight_follows_min_one_step_over_annealing_steps():
     assert loss.kl_weight(None) == 1.0
     with pytest.raises(ValueError, match="step must be >= 0"):
         loss.kl_weight(-1)
+
+
+def test_calibrated_confidence_values_and_vacuous():
+    alpha = torch.tensor([[1.0, 1.0, 1.0], [5.0, 2.0, 1.0]])
+    assert calibrated_confidence(alpha, "belief").tolist() == pytest.approx([0.0, 0.5])
+    assert calibrated_confidence(alpha, "uncertainty").tolist() == pytest.approx([0.0, 5 / 8])
+    assert calibrated_confidence(alpha, "max_probability").tolist() == pytest.approx([1 / 3, 5 / 8])
+    # a temperature: E -> E * exp(b) for 1 - u
+    b = 0.4
+    expected = 5 * math.exp(b) / (5 * math.exp(b) + 3)
+    assert calibrated_confidence(alpha[1:], "uncertainty", 1.0, b).item() == pytest.approx(expected)
+
+
+def test_log_odds_exact_for_huge_evidence_float32():
+    alpha = torch.tensor([[1e30, 1.0, 1.0]])
+    assert torch.isfinite(confidence_log_odds(alpha, "uncertainty")).all()
+    assert confidence_log_odds(alpha, "belief").item() == pytest.approx(math.log(1e30 - 1) - math.log(3.0), rel=1e-5)
+
+
+def test_conflict_finite_at_huge_evidence_float32():
+    a, b = torch.zeros(7), torch.zeros(7)
+    a[0], b[1] = 2e19, 2e19
+    assert opinion_conflict(a, b).item() == pytest.approx(1.0)
+    assert opinion_conflict(a, a).item() == pytest.approx(0.0)
+
+
+def test_conflict_known_value():
+    e1, e2 = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 2.0])  # b1 = (0.5, 0), b2 = (0, 0.5)
+    assert opinion_conflict(e1, e2).item() == pytest.approx(0.25)
+
+
+def test_confidence_weighted_all_vacuous_is_vacuous_with_finite_gradient():
+    evidence = torch.zeros(2, 2, 4, requires_grad=True)
+    present = torch.tensor([[True, True], [True, False]])
+    alpha = fuse_opinions(evidence, present, "confidence_weighted")
+    assert alpha.tolist() == [[1.0] * 4, [1.0] * 4]
+    alpha.lgamma().sum().backward()
+    assert torch.isfinite(evidence.grad).all()

@@ -66,8 +66,10 @@ def test_output_fields_shapes_and_consistency(model):
     torch.testing.assert_close(out.logits.softmax(-1), out.probs)
     torch.testing.assert_close(out.probs, out.alpha / out.alpha.sum(-1, keepdim=True))
     torch.testing.assert_close(out.uncertainty, NUM_LABELS / out.alpha.sum(-1))
-    torch.testing.assert_close(out.confidence, 1 - out.uncertainty)
-    torch.testing.assert_close(out.modality_confidence, 1 - out.modality_uncertainty)
+    belief_of_the_prediction = (out.alpha.max(-1).values - 1) / out.alpha.sum(-1)  # the default confidence_measure
+    torch.testing.assert_close(out.confidence, belief_of_the_prediction)
+    modality_belief = (out.modality_alpha.max(-1).values - 1) / out.modality_alpha.sum(-1)
+    torch.testing.assert_close(out.modality_confidence, modality_belief)
     assert out.trusted is None and out.loss.ndim == 0 and torch.isfinite(out.loss)
     assert (out.alpha >= 1).all() and (out.modality_alpha >= 1).all()
     as_tuple = model(**tiny_inputs(), return_dict=False)
@@ -305,7 +307,8 @@ def test_checkpoint_saved_before_the_modality_configs_layout_still_loads():
     with torch.no_grad():
         outputs = model(**inputs)
     torch.testing.assert_close(outputs.alpha, torch.tensor(expected["alpha"]), rtol=0, atol=0)
-    torch.testing.assert_close(outputs.confidence, torch.tensor(expected["confidence"]), rtol=0, atol=0)
+    # 1 - u of v0.1 is now sigmoid(log-odds of 1 - u): the same number up to float32 rounding.
+    torch.testing.assert_close(outputs.confidence, torch.tensor(expected["confidence"]), rtol=0, atol=1e-6)
 
 
 def test_activation_checkpointing_reaches_the_backbones_and_keeps_the_gradients():
