@@ -208,18 +208,21 @@ class Benchmark:
 
     # -- baselines ----------------------------------------------------------------------------------------------
     def baseline_features(self, records: list[dict], modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Frozen pooled encoder features (the same cache entries TER's default model reads) and eGeMAPS."""
+        """Frozen pooled encoder features of every layer TER's heads see, concatenated (the same cache entries TER's
+        default model reads: all 5 Whisper layers, MiniLM's last), and eGeMAPS."""
         from modeling_ter.data.feature_cache import compute_features
         from modeling_ter.encoders.defaults import build_default_model, build_default_processor
         from modeling_ter.evaluation.baselines import egemaps_features
 
         encoders = tuple(m for m in modalities if m in ("audio", "text"))
-        model, processor = build_default_model(encoders), build_default_processor(encoders)
+        options = {"audio": {"use_weighted_layer_sum": True}} if "audio" in encoders else None
+        model = build_default_model(encoders, modality_options=options)
+        processor = build_default_processor(encoders)
         items = {m: [r[m] for r in records] for m in encoders}
         cached = compute_features(model, processor, items, encoders, self.args.cache_dir, show_progress=False)
         if not bool(cached.mask.all()):
             raise ValueError(f"{int((~cached.mask).sum())} encoder inputs were masked; the baselines need every one.")
-        features = {m: cached.features[m][:, -1].numpy().astype(np.float64) for m in encoders}
+        features = {m: cached.features[m].flatten(1).numpy().astype(np.float64) for m in encoders}
         if "audio" in encoders:
             features["egemaps"], mask = egemaps_features(items["audio"], cache_dir=self.args.cache_dir)
             if not mask.all():
@@ -245,6 +248,7 @@ class Benchmark:
                     x[inner_train],
                     labels[inner_train],
                     seed=self.args.seed,
+                    groups=np.asarray(speakers)[inner_train],  # C (and gamma) by speaker-grouped inner CV
                 )
                 val_pred, val_conf = predict_with_confidence(classifier, x[validation])
                 tau = select_threshold(val_pred == labels[validation], val_conf, "break_even")

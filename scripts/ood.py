@@ -1,23 +1,28 @@
 # Copyright 2026 The TER authors. Licensed under the Apache License, Version 2.0.
-"""Out-of-distribution check: does the fused uncertainty of a TER checkpoint flag inputs that are not emotional speech?
+"""Out-of-distribution check: does a TER checkpoint give signals that are not emotional speech a vacuous opinion?
 
-    python scripts/ood.py --model /tmp/ter_run --manifest data/manifest.csv --corpus emodb --speakers emodb_08 \
-        --output_dir /tmp/ood_emodb
+    python scripts/ood.py --model out --manifest ../shared/data/manifest.csv --corpus emodb --speakers emodb_08 \
+        --train_manifest data/manifest.csv --output_dir /tmp/ood_emodb
 
-In-distribution (ID): the manifest's items (filtered as in `scripts/robustness.py`). Out-of-distribution (OOD),
-made here with a fixed seed, `--per_kind` clips each (1.5-3 s at 16 kHz):
+In-distribution (ID): the manifest's items (filtered as in `scripts/robustness.py`); score speakers the checkpoint
+never saw. Out-of-distribution (OOD), made here with a fixed seed, `--per_kind` clips each (1.5-3 s at 16 kHz):
 
-- `silence` (digital zeros), `tone` (a pure sine, 100 Hz-4 kHz), `white_noise`, `pink_noise`;
+- `silence` (digital zeros), `near_silence` (white noise at -60 dBFS), `tone` (a pure sine, 100 Hz-4 kHz), `sweep`
+  (a log sine sweep in 100 Hz-4 kHz), `white_noise`, `pink_noise`, `brown_noise`, `clicks` (1 ms clicks on silence);
 - `music`: chords (a major or minor triad with 4 harmonics) struck on every beat at 90-150 bpm, decaying;
-- `espeak`: synthetic speech from espeak-ng (German and English sentences, varied rate and pitch), skipped with a
-  message when `espeak-ng` is not installed.
+- `espeak`: synthetic speech from espeak-ng (German and English sentences, varied rate and pitch) — speech, reported
+  beside the others; skipped with a message when `espeak-ng` is not installed.
 
-For each kind, the AUROC with which a score separates OOD (positive) from ID: TER's fused uncertainty `u`, and for
-comparison `1 - max softmax` of a logistic-regression baseline trained on the same frozen encoder features
-(`modeling_ter.evaluation.baselines.fit_classifier`) of the manifest's other speakers (`--train_manifest`). Two settings:
-`audio_only` (ID items without their transcript, OOD clips alone) and `audio_text` (ID items with their transcript,
-each OOD clip paired with the transcript of a random ID item), so the number of modalities never differs between
-ID and OOD. Also reported: the share of OOD clips the checkpoint *trusts* at its stored threshold.
+Leave-one-kind-out: no kind generated here is ever shown to the model in training (TER's domain gate is fitted on the
+training speech alone, `modeling_ter.training.crossfit`), so every kind is scored as one the model has never seen.
+
+For each kind, the AUROC with which a score separates OOD (positive) from ID: TER's fused reported confidence
+(negated) and uncertainty `u`, and for comparison `1 - max softmax` of a logistic-regression baseline trained on the
+same frozen encoder features (`modeling_ter.evaluation.baselines.fit_classifier`) of the manifest's other speakers
+(`--train_manifest`). Two settings: `audio_only` (ID items without their transcript, OOD clips alone) and `audio_text`
+(ID items with their transcript, each OOD clip paired with the transcript of a random ID item), so the number of
+modalities never differs between ID and OOD. Also reported: the share of OOD clips the checkpoint *trusts* at its
+stored threshold.
 """
 
 from __future__ import annotations
@@ -125,11 +130,42 @@ def make_espeak_clips(count: int, rng: np.random.Generator) -> Optional[list[np.
     return clips
 
 
+def make_near_silence(rng: np.random.Generator) -> np.ndarray:
+    """White noise at -60 dBFS RMS (a quiet room, a muted microphone)."""
+    return (10 ** (-60 / 20) * colored_noise((_duration(rng),), "white", rng)).astype(np.float32)
+
+
+def make_sweep(rng: np.random.Generator) -> np.ndarray:
+    """A logarithmic sine sweep between two random frequencies in 100 Hz - 4 kHz."""
+    length = _duration(rng)
+    start, stop = np.exp(rng.uniform(np.log(100.0), np.log(4000.0), size=2))
+    time = np.arange(length) / SAMPLING_RATE
+    duration = length / SAMPLING_RATE
+    rate = np.log(stop / start) / duration
+    phase = 2 * np.pi * start * (np.exp(rate * time) - 1) / rate if abs(rate) > 1e-9 else 2 * np.pi * start * time
+    return _fade(rng.uniform(0.05, 0.5) * np.sin(phase)).astype(np.float32)
+
+
+def make_clicks(rng: np.random.Generator) -> np.ndarray:
+    """Short clicks (1 ms, random sign) at random times, 2-20 per second, on digital silence."""
+    length = _duration(rng)
+    signal = np.zeros(length)
+    count = max(1, int(rng.uniform(2, 20) * length / SAMPLING_RATE))
+    width = SAMPLING_RATE // 1000
+    for onset in rng.integers(0, length - width, size=count):
+        signal[onset : onset + width] = rng.choice((-1.0, 1.0)) * rng.uniform(0.2, 0.9)
+    return signal.astype(np.float32)
+
+
 OOD_GENERATORS = {
     "silence": make_silence,
+    "near_silence": make_near_silence,
     "tone": make_tone,
+    "sweep": make_sweep,
     "white_noise": make_noise("white"),
     "pink_noise": make_noise("pink"),
+    "brown_noise": make_noise("brown"),
+    "clicks": make_clicks,
     "music": make_music,
 }
 
@@ -265,7 +301,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             f"\n[{setting}] logistic-regression baseline trained on {n_train} items; ID mean u={id_u.mean():.4f}, "
             f"ID trusted {entry['id_trusted_share']:.3f}"
         )
-        print(f"{'kind':<12} {'AUROC TER u':>12} {'AUROC LR 1-maxp':>16} {'OOD mean u':>11} {'OOD trusted':>12}")
+        print(
+            f"{'kind':<13} {'AUROC TER conf':>14} {'AUROC TER u':>12} {'AUROC LR 1-maxp':>16} {'OOD mean conf':>14} "
+            f"{'OOD trusted':>12}"
+        )
         for kind, clips in ood_sets.items():
             ood_embeds = {"audio": embed(model, processor, "audio", clips, args.batch_size)}
             if "text" in modalities:
@@ -275,15 +314,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             ood_baseline = predict_with_confidence(baseline, baseline_features(ood_embeds, modalities))[1]
             is_ood = np.r_[np.zeros(len(id_u)), np.ones(len(ood_u))]
             result = {
+                "auroc_ter_confidence": float(roc_auc_score(is_ood, -np.r_[id_conf, ood_conf])),
                 "auroc_ter_uncertainty": float(roc_auc_score(is_ood, np.r_[id_u, ood_u])),
                 "auroc_baseline_max_softmax": float(roc_auc_score(is_ood, -np.r_[id_baseline, ood_baseline])),
                 "ood_mean_uncertainty": float(ood_u.mean()),
+                "ood_mean_confidence": float(ood_conf.mean()),
                 "ood_trusted_share": float((ood_conf >= threshold).mean()),
             }
             entry["kinds"][kind] = result
             print(
-                f"{kind:<12} {result['auroc_ter_uncertainty']:>12.4f} {result['auroc_baseline_max_softmax']:>16.4f} "
-                f"{result['ood_mean_uncertainty']:>11.4f} {result['ood_trusted_share']:>12.3f}"
+                f"{kind:<13} {result['auroc_ter_confidence']:>14.4f} {result['auroc_ter_uncertainty']:>12.4f} "
+                f"{result['auroc_baseline_max_softmax']:>16.4f} {result['ood_mean_confidence']:>14.4f} "
+                f"{result['ood_trusted_share']:>12.3f}"
             )
         report["settings"][setting] = entry
     path = write_json_atomic(report, Path(args.output_dir) / "ood.json")

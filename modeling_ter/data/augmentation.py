@@ -31,7 +31,8 @@ from typing import Optional, TypeVar, Union
 import numpy as np
 import torch
 
-NOISE_COLORS = ("white", "pink")
+# Power spectra: white flat, pink ∝ 1/f, brown ∝ 1/f².
+NOISE_COLORS = ("white", "pink", "brown")
 # The grey value of a blanked face frame: black, i.e. pixel 0 after the FER2013 normalisation (x / 255 - 0.5) * 2.
 BLANK_FACE_VALUE = -1.0
 FACE_VALUE_RANGE = (-1.0, 1.0)
@@ -53,8 +54,8 @@ def _check_rng(rng: Optional[np.random.Generator]) -> np.random.Generator:
 def colored_noise(shape: Sequence[int], color: str, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance Gaussian noise of `shape` (float64), coloured along the last axis.
 
-    `"white"` has a flat power spectrum; `"pink"` has power ∝ 1/f: white noise shaped in the frequency domain by
-    `1 / sqrt(f)` (the DC bin set to 0), then normalised to unit variance per row.
+    `"white"` has a flat power spectrum; `"pink"` power ∝ 1/f and `"brown"` power ∝ 1/f²: white noise shaped in
+    the frequency domain by `f ** -0.5` or `f ** -1` (the DC bin set to 0), then normalised to unit variance per row.
     """
     if color not in NOISE_COLORS:
         raise ValueError(f"color must be one of {NOISE_COLORS}, got {color!r}.")
@@ -66,7 +67,7 @@ def colored_noise(shape: Sequence[int], color: str, rng: np.random.Generator) ->
         spectrum = np.fft.rfft(white, axis=-1)
         frequencies = np.fft.rfftfreq(length)
         scale = np.zeros_like(frequencies)
-        scale[1:] = 1.0 / np.sqrt(frequencies[1:])
+        scale[1:] = frequencies[1:] ** (-0.5 if color == "pink" else -1.0)
         noise = np.fft.irfft(spectrum * scale, n=length, axis=-1)
         noise -= noise.mean(axis=-1, keepdims=True)
     return noise / np.sqrt(np.mean(noise**2, axis=-1, keepdims=True))
@@ -95,7 +96,7 @@ def add_noise(
     Args:
         waveform: `(T,)` or `(..., T)` audio; each row gets its own noise at its own power.
         snr_db: the signal-to-noise ratio in dB (finite; may be negative).
-        color: `"white"` or `"pink"` (power ∝ 1/f).
+        color: one of `NOISE_COLORS`.
         rng: the random generator (a fixed seed gives the same noise).
 
     Returns:
@@ -112,10 +113,35 @@ def add_noise(
             "add_noise needs a finite waveform with non-zero power: the SNR of a silent clip is undefined. "
             "Drop silent clips (or mask their audio) before adding noise."
         )
-    noise = colored_noise(waveform.shape, color, _check_rng(rng))
-    noise *= np.sqrt(power / 10.0 ** (snr_db / 10.0))[..., None]
+    return mix_at_snr(waveform, colored_noise(waveform.shape, color, _check_rng(rng)), snr_db)
+
+
+def mix_at_snr(waveform: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`waveform + noise`, the noise `(..., T)` scaled so that the SNR against the signal's own power is exactly
+    `snr_db` per row; same shape and dtype as `waveform` (float32 for non-float input)."""
+    waveform, noise = np.asarray(waveform), np.asarray(noise, dtype=np.float64)
+    if noise.shape != waveform.shape or not np.all(signal_power(noise) > 0):
+        raise ValueError(f"The noise must have the waveform's shape {waveform.shape} and non-zero power per row.")
+    scale = np.sqrt(signal_power(waveform) / 10.0 ** (snr_db / 10.0) / signal_power(noise))
     dtype = waveform.dtype if np.issubdtype(waveform.dtype, np.floating) else np.float32
-    return (waveform.astype(np.float64) + noise).astype(dtype)
+    return (waveform.astype(np.float64) + noise * scale[..., None]).astype(dtype)
+
+
+def babble(
+    waveforms: Sequence[np.ndarray], index: int, talkers: int = 4, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """Babble noise for `waveforms[index]`: the sum of `talkers` other utterances of the list (each looped or cut to
+    that clip's length, at equal power), as `(T,)` float64."""
+    rng = _check_rng(rng)
+    length = len(waveforms[index])
+    others = [i for i in range(len(waveforms)) if i != index and waveforms[i] is not None]
+    if len(others) < talkers:
+        raise ValueError(f"Babble of {talkers} talkers needs {talkers} other utterances, got {len(others)}.")
+    mixture = np.zeros(length)
+    for other in rng.choice(others, size=talkers, replace=False):
+        voice = np.resize(np.asarray(waveforms[other], dtype=np.float64), length)
+        mixture += voice / np.sqrt(max(float(signal_power(voice)), 1e-12))
+    return mixture
 
 
 def _check_frames(pixel_values: np.ndarray) -> np.ndarray:
@@ -254,6 +280,8 @@ def modality_dropout(modality_mask: MaskT, p: float, rng: Optional[np.random.Gen
 
 __all__ = [
     "NOISE_COLORS",
+    "babble",
+    "mix_at_snr",
     "add_noise",
     "blank_frames",
     "colored_noise",

@@ -370,17 +370,25 @@ def load_manifest_dataset(
 
 
 def speaker_folds(dataset: Dataset, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Speaker-disjoint cross-validation folds.
+    """Speaker-disjoint cross-validation folds of a dataset with `speaker_id` (and `corpus`) columns; see
+    `speaker_folds_of`."""
+    corpora = dataset["corpus"] if "corpus" in dataset.column_names else [None] * len(dataset)
+    return speaker_folds_of(corpora, dataset["speaker_id"], n_folds, seed)
 
-    Speakers (per corpus when a `corpus` column exists) are shuffled with `seed`, sorted by item count (largest
-    first) and each given to the fold with the fewest items so far.
+
+def speaker_folds_of(
+    corpora: Sequence[str | None], speakers: Sequence[str], n_folds: int, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Speaker-disjoint cross-validation folds of items given by their corpus and speaker.
+
+    Speakers (per corpus) are shuffled with `seed`, sorted by item count (largest first) and each given to the fold
+    with the fewest items so far.
 
     Returns:
-        `n_folds` pairs `(train_idx, test_idx)` of sorted int64 index arrays; every row is in exactly one test fold.
+        `n_folds` pairs `(train_idx, test_idx)` of sorted int64 index arrays; every item is in exactly one test fold.
     """
-    corpora = dataset["corpus"] if "corpus" in dataset.column_names else [None] * len(dataset)
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, (corpus, speaker) in enumerate(zip(corpora, dataset["speaker_id"])):
+    for i, (corpus, speaker) in enumerate(zip(corpora, speakers)):
         groups[_speaker_key(corpus, speaker)].append(i)
     if not 2 <= n_folds <= len(groups):
         raise ValueError(f"n_folds must be in [2, number of speakers = {len(groups)}], got {n_folds}.")
@@ -390,7 +398,7 @@ def speaker_folds(dataset: Dataset, n_folds: int, seed: int = 0) -> list[tuple[n
     folds: list[list[int]] = [[] for _ in range(n_folds)]
     for speaker in order:
         min(folds, key=len).extend(groups[speaker])
-    everything = np.arange(len(dataset))
+    everything = np.arange(len(speakers))
     return [(np.setdiff1d(everything, fold), np.array(sorted(fold), dtype=np.int64)) for fold in folds]
 
 

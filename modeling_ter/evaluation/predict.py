@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..data.feature_cache import CachedFeatures
+from ..models.evidential import calibrated_confidence, fuse_opinions
 
 
 @torch.no_grad()
@@ -88,3 +89,47 @@ def predict(
     if not outputs:
         return rows.numpy(), np.zeros(0, dtype=np.int64), np.zeros(0)
     return rows.numpy(), outputs["predictions"], outputs["confidence"]
+
+
+def model_opinions(
+    model: torch.nn.Module, features: CachedFeatures, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each modality's (gated) evidence and presence for every cached item.
+
+    Returns:
+        `(evidence, present)`: `(N, num_modalities, num_labels)` float32 (zeros where absent) and `(N,
+        num_modalities)` bool, modalities in the order of `model.config.modalities`.
+    """
+    device = next(model.parameters()).device
+    num_items = features.mask.shape[0]
+    evidence = torch.zeros(num_items, len(model.config.modalities), model.config.num_labels)
+    rows = features.mask.any(1).nonzero().flatten()
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            index = rows[start : start + batch_size]
+            embeds = {f"{m}_embeds": features.features[m][index].to(device) for m in features.modalities}
+            outputs = model(**embeds, modality_mask=features.mask[index].to(device), return_dict=True)
+            evidence[index] = (outputs.modality_alpha - 1.0).float().cpu()
+    return evidence, features.mask.clone()
+
+
+def fused_predictions(
+    config, evidence: torch.Tensor, present: torch.Tensor, calibrated: bool = True
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Per-item opinions fused and scored as `config`'s model does.
+
+    Args:
+        config: a `TERConfig` (fusion rule, confidence measure, calibration).
+        evidence: `(N, num_modalities, num_labels)`; present: `(N, num_modalities)` bool.
+        calibrated: apply `config.confidence_calibration` (else the raw confidence).
+
+    Returns:
+        `(rows, predictions, confidences)`: the items with a modality present `(n,)`, their fused class ids `(n,)`
+        and confidences `(n,)` float64.
+    """
+    rows = present.any(1).nonzero().flatten()
+    alpha = fuse_opinions(evidence[rows], present[rows], config.fusion)
+    slope, intercept = (config.confidence_calibration or (1.0, 0.0)) if calibrated else (1.0, 0.0)
+    confidences = calibrated_confidence(alpha, config.confidence_measure, slope, intercept)
+    return rows, alpha.argmax(-1).numpy(), confidences.double().numpy()

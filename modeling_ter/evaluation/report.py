@@ -24,9 +24,66 @@ from ..data.manifest import read_manifest
 from ..models import TERForEmotionRecognition
 from ..processing import TERProcessor
 from ..utils.io import write_json_atomic
-from .predict import predict
+from .predict import fused_predictions, model_opinions
 
 logger = logging.getLogger(__name__)
+
+
+def opinion_report(
+    evidence: torch.Tensor,
+    present: torch.Tensor,
+    references: np.ndarray,
+    corpora: Sequence[str],
+    config,
+    threshold: float,
+    compare_strategies: bool = False,
+    target_precision: float = 0.95,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The evaluation JSON of per-item, per-modality opinions, fused and scored as `config`'s model does.
+
+    Args:
+        evidence: `(N, num_modalities, num_labels)` each modality's (gated) evidence, modalities in the order of
+            `config.modalities`; from one model (`evaluation_report`) or cross-fitted heads (training).
+        present: `(N, num_modalities)` bool; items with no modality present are left out.
+        references: `(N,)` class ids in the model's label space.
+        corpora: `(N,)` corpus names.
+        config: a `TERConfig` (fusion rule, confidence measure and calibration).
+        threshold: the trusted threshold τ every `M` is scored at.
+        compare_strategies: add `overall["thresholds"]` with the scores at the τ each strategy of
+            `THRESHOLD_STRATEGIES` selects on these data (the side-by-side comparison of a calibration run).
+
+    Returns:
+        `(report, fused)`: the JSON layout `{"overall": M, "corpora": {corpus: {"fused": M, modality: M}}}`, and the
+        overall fused `correct` / `confidences` arrays (for the plots). A `<modality>` entry is that modality's
+        opinion alone: the fusion with only that modality present (the model's output for such an input).
+    """
+    corpora = np.asarray(corpora)
+
+    def scores(mask: torch.Tensor, **options) -> tuple[dict, np.ndarray, np.ndarray]:
+        rows, predictions, confidences = fused_predictions(config, evidence, mask)
+        options = options or {"threshold": threshold}
+        # Macro-F1 and UAR over the classes that occur (in references or predictions), as scikit-learn does: a
+        # corpus without, say, boredom is not scored down for it.
+        result = trusted_scores(predictions, references[rows.numpy()], confidences, **options)
+        return result, predictions == references[rows.numpy()], confidences
+
+    overall, correct, confidences = scores(present)
+    if compare_strategies:
+        overall["thresholds"] = {
+            strategy: scores(present, threshold=strategy, target_precision=target_precision)[0]
+            for strategy in THRESHOLD_STRATEGIES
+        }
+    report = {"overall": overall, "corpora": {}}
+    for corpus in dict.fromkeys(corpora.tolist()):
+        in_corpus = torch.from_numpy(corpora == corpus)[:, None]
+        entry = {"fused": scores(present & in_corpus)[0]}
+        for column, modality in enumerate(config.modalities):
+            alone = torch.zeros_like(present)
+            alone[:, column] = present[:, column]
+            if (alone & in_corpus).any():
+                entry[modality] = scores(alone & in_corpus)[0]
+        report["corpora"][corpus] = entry
+    return report, {"correct": correct, "confidences": confidences}
 
 
 def evaluation_report(
@@ -39,46 +96,11 @@ def evaluation_report(
     compare_strategies: bool = False,
     target_precision: float = 0.95,
 ) -> tuple[dict, dict[str, np.ndarray]]:
-    """The evaluation JSON of a model on cached features.
-
-    Args:
-        references: `(N,)` class ids in the model's label space.
-        corpora: `(N,)` corpus names.
-        threshold: the trusted threshold τ every `M` is scored at.
-        compare_strategies: add `overall["thresholds"]` with the scores at the τ each strategy of
-            `THRESHOLD_STRATEGIES` selects on these data (the side-by-side comparison of a calibration run).
-
-    Returns:
-        `(report, fused)`: the JSON layout `{"overall": M, "corpora": {corpus: {"fused": M, modality: M}}}`, and the
-        overall fused `correct` / `confidences` arrays (for the plots).
-    """
-    corpora = np.asarray(corpora)
-
-    def scores(modality_mask: torch.Tensor, **options) -> tuple[dict, np.ndarray, np.ndarray]:
-        rows, predictions, confidences = predict(model, features, modality_mask, batch_size)
-        options = options or {"threshold": threshold}
-        # Macro-F1 and UAR over the classes that occur (in references or predictions), as scikit-learn does: a
-        # corpus without, say, boredom is not scored down for it.
-        result = trusted_scores(predictions, references[rows], confidences, **options)
-        return result, predictions == references[rows], confidences
-
-    overall, correct, confidences = scores(features.mask)
-    if compare_strategies:
-        overall["thresholds"] = {
-            strategy: scores(features.mask, threshold=strategy, target_precision=target_precision)[0]
-            for strategy in THRESHOLD_STRATEGIES
-        }
-    report = {"overall": overall, "corpora": {}}
-    for corpus in dict.fromkeys(corpora.tolist()):
-        in_corpus = torch.from_numpy(corpora == corpus)[:, None]
-        entry = {"fused": scores(features.mask & in_corpus)[0]}
-        for column, modality in enumerate(features.modalities):
-            alone = torch.zeros_like(features.mask)
-            alone[:, column] = features.mask[:, column]
-            if (alone & in_corpus).any():
-                entry[modality] = scores(alone & in_corpus)[0]
-        report["corpora"][corpus] = entry
-    return report, {"correct": correct, "confidences": confidences}
+    """The evaluation JSON of a model on cached features: its opinions (`model_opinions`) through `opinion_report`."""
+    evidence, present = model_opinions(model, features, batch_size)
+    return opinion_report(
+        evidence, present, references, corpora, model.config, threshold, compare_strategies, target_precision
+    )
 
 
 def labelled_rows(rows: list[dict], label2id: dict[str, int]) -> tuple[list[dict], Counter]:

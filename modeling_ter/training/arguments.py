@@ -28,8 +28,26 @@ class TERTrainingArguments:
     )
     fusion: Literal["dempster_shafer", "evidence_average", "confidence_weighted"] = "dempster_shafer"
     epochs: int = field(
-        default=100,
-        metadata={"help": "at most this many; the heads of the epoch with the best validation accuracy are kept"},
+        default=200,
+        metadata={
+            "help": "at most this many: frozen encoders train the final heads for the epoch count of lowest "
+            "cross-fitted held-out NLL; --finetune keeps the epoch of best validation accuracy"
+        },
+    )
+    calibration_folds: int = field(
+        default=5,
+        metadata={
+            "help": "speaker folds of the cross-fitting (frozen encoders): every training speaker is scored by heads "
+            "that never saw it, to choose the epochs and fit the domain gate, the confidence calibration and the "
+            "threshold; at most the number of speakers"
+        },
+    )
+    domain_gate: str = field(
+        default="audio",
+        metadata={
+            "help": "comma-separated modalities whose evidence fades outside the training domain (a Mahalanobis gate "
+            "on their pooled features, fitted by cross-fitting), or 'none'"
+        },
     )
     batch_size: int = field(default=16, metadata={"help": "per process"})
     gradient_accumulation_steps: int = 1
@@ -45,7 +63,10 @@ class TERTrainingArguments:
     head_dropout: float = 0.1
     validation_fraction: float = field(
         default=0.2,
-        metadata={"help": "share of each corpus held out as whole speakers for validation and calibration"},
+        metadata={
+            "help": "with --finetune full|lora: share of each corpus held out as whole speakers for validation and "
+            "the threshold (frozen encoders cross-fit over --calibration_folds instead)"
+        },
     )
     seed: int = field(default=42, metadata={"help": "controls the split, the initialisation and the order"})
     threshold_strategy: Literal["max_f1", "break_even", "target_precision"] = field(
@@ -110,6 +131,11 @@ class TERTrainingArguments:
             raise ValueError(
                 f"--weighted_layer_sum {self.weighted_layer_sum!r}: choose modalities among audio,text, or 'none'."
             )
+        unknown_gates = sorted(set(self.gated_modalities) - set(MODALITIES))
+        if unknown_gates:
+            raise ValueError(f"--domain_gate {unknown_gates}: choose modalities among {list(MODALITIES)}, or 'none'.")
+        if self.calibration_folds < 2:
+            raise ValueError(f"--calibration_folds must be at least 2, got {self.calibration_folds}.")
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "encode_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
@@ -126,6 +152,17 @@ class TERTrainingArguments:
         """`--weighted_layer_sum` as a tuple of modalities (empty for 'none')."""
         names = self.weighted_layer_sum.strip()
         return () if names == "none" else tuple(m.strip() for m in names.split(",") if m.strip())
+
+    @property
+    def gated_modalities(self) -> tuple[str, ...]:
+        """`--domain_gate` as a tuple of modalities (empty for 'none')."""
+        names = self.domain_gate.strip()
+        return () if names == "none" else tuple(m.strip() for m in names.split(",") if m.strip())
+
+    @property
+    def cross_fits(self) -> bool:
+        """Frozen encoders: calibration by cross-fitting over speaker folds (else on a validation split)."""
+        return self.finetune == "none"
 
     def requested_modalities(self) -> Optional[list[str]]:
         """`--modalities` as a list, `None` when not given; `ValueError` for unknown names."""

@@ -16,7 +16,7 @@ import torch
 from trusted_f1.trusted_metrics import select_threshold
 
 from ..data.feature_cache import CachedFeatures
-from ..evaluation.predict import predict
+from ..evaluation.predict import fused_predictions, predict
 
 # log-odds are clipped to +-LOGIT_CLIP when fitting, so that a raw confidence of exactly 0 or 1 stays finite there
 LOGIT_CLIP = 30.0
@@ -115,4 +115,17 @@ def calibrate_threshold(
     threshold = select_threshold(predictions == references[rows], confidences, strategy, target_precision)
     model.config.trusted_threshold = threshold
     model.config.trusted_threshold_strategy = strategy
+    return threshold
+
+
+def select_held_out_threshold(
+    config, evidence: torch.Tensor, present: torch.Tensor, references: torch.Tensor, args
+) -> float:
+    """Selects the trusted threshold with `args.threshold_strategy` on held-out opinions `(N, M, K)` (fused and
+    calibrated as the model will report them) and stores it, with the strategy's name, in `config`."""
+    rows, predictions, confidences = fused_predictions(config, evidence, present)
+    correct = predictions == references[rows].numpy()
+    threshold = select_threshold(correct, confidences, args.threshold_strategy, args.target_precision)
+    config.trusted_threshold = threshold
+    config.trusted_threshold_strategy = args.threshold_strategy
     return threshold

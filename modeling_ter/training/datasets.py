@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.augmentation import NOISE_COLORS, add_noise
+from ..data.augmentation import add_noise
 from ..data.feature_cache import CachedFeatures, embed_item
 from ..encoders.whisper_conversion import SAMPLING_RATE
 from ..processing.audio import load_audio
@@ -18,6 +18,7 @@ from ..processing.audio import load_audio
 logger = logging.getLogger(__name__)
 
 AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of these and a colour per copy
+AUGMENT_NOISE_COLORS = ("white", "pink")
 
 
 class CachedFeatureDataset(Dataset):
@@ -78,8 +79,9 @@ def raw_collator(processor, modalities: Sequence[str]):
     return collate
 
 
-def get_dataloaders(args, splits, processor, modalities):
-    """Train and validation loaders: cached features (`--finetune none`) or raw items through the processor."""
+def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, DataLoader | None]:
+    """The train loader and, when a validation split is given, its loader: cached features (`--finetune none`) or
+    raw items through the processor."""
     if args.finetune == "none":
         datasets = [CachedFeatureDataset(split["features"], split["labels"]) for split in splits]
         collate = None
@@ -87,6 +89,8 @@ def get_dataloaders(args, splits, processor, modalities):
         datasets = [RawItemDataset(split["items"], split["labels"]) for split in splits]
         collate = raw_collator(processor, modalities)
     train_dataloader = DataLoader(datasets[0], batch_size=args.batch_size, shuffle=True, collate_fn=collate)
+    if len(datasets) == 1:
+        return train_dataloader, None
     eval_dataloader = DataLoader(datasets[1], batch_size=args.batch_size, shuffle=False, collate_fn=collate)
     return train_dataloader, eval_dataloader
 
@@ -100,7 +104,7 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
     noisy = []
     for i in rows:
         waveform = load_audio(split["items"]["audio"][i], SAMPLING_RATE)
-        waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(NOISE_COLORS), rng)
+        waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(AUGMENT_NOISE_COLORS), rng)
         noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
     copies = features.select(rows)
     copies.features["audio"] = torch.stack(noisy)
@@ -116,5 +120,7 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
         "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
         "labels": np.concatenate([split["labels"], split["labels"][rows]]),
         "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
+        "speakers": list(split["speakers"]) + [split["speakers"][i] for i in rows],
+        "is_copy": np.concatenate([split["is_copy"], np.ones(len(rows), dtype=bool)]),
         "features": merged,
     }

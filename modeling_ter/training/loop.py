@@ -28,16 +28,16 @@ from trusted_f1.trusted_metrics import trusted_scores
 
 from ..data.augmentation import modality_dropout
 from ..data.feature_cache import compute_features, encode_missing
-from ..data.manifest import load_manifest_dataset
+from ..data.manifest import load_manifest_dataset, speaker_folds_of
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
 from ..evaluation.predict import collect_outputs
-from ..evaluation.report import evaluation_report
+from ..evaluation.report import evaluation_report, opinion_report
 from ..hub.model_card import build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
 from .arguments import TERTrainingArguments
-from .calibration import calibrate_threshold
+from .calibration import calibrate_threshold, select_held_out_threshold
 from .checkpointing import (
     CHECKPOINTS_DIR,
     PROGRESS_FILE,
@@ -47,6 +47,7 @@ from .checkpointing import (
     register_head_only_checkpoints,
     save_checkpoint,
 )
+from .crossfit import CrossFit, calibrate_confidence, cross_fit, fit_domain_gate
 from .datasets import add_noisy_audio_copies, get_dataloaders
 
 logger = get_logger(__name__)
@@ -89,16 +90,25 @@ def check_arguments(args: TERTrainingArguments) -> tuple[DatasetDict, tuple[str,
             "Pass --overwrite_output_dir to replace it, --resume_from_checkpoint latest to continue it, or choose "
             "another folder."
         )
+    # Frozen encoders cross-fit over speaker folds of the whole corpus; fine-tuning holds out validation speakers.
+    validation_fraction = 0.0 if args.cross_fits else args.validation_fraction
     try:
-        splits = load_manifest_dataset(args.manifest, validation_fraction=args.validation_fraction, seed=args.seed)
+        splits = load_manifest_dataset(args.manifest, validation_fraction=validation_fraction, seed=args.seed)
     except (ValueError, FileNotFoundError) as error:
         raise type(error)(f"--manifest: {error}") from None
-    if "validation" not in splits or len(splits["validation"]) == 0:
+    if args.cross_fits:
+        speakers = set(zip(splits["train"]["corpus"], splits["train"]["speaker_id"]))
+        if len(speakers) < 2:
+            raise ValueError(
+                f"--manifest {args.manifest} has {len(speakers)} speaker: calibrating the confidence and the trusted "
+                "threshold on speakers the heads never saw needs a corpus with at least two speakers."
+            )
+    elif "validation" not in splits or len(splits["validation"]) == 0:
         raise ValueError(
             f"--manifest {args.manifest} gives no validation speakers: calibrating the trusted threshold needs a "
             "corpus with at least two speakers (or a larger --validation_fraction)."
         )
-    columns = {m: list(splits["train"][m]) + list(splits["validation"][m]) for m in MODALITIES}
+    columns = {m: [v for split in splits.values() for v in split[m]] for m in MODALITIES}
     available = tuple(m for m in MODALITIES if any(value is not None for value in columns[m]))
     requested = args.requested_modalities()
     if requested is None:
@@ -183,7 +193,7 @@ def train(args: TERTrainingArguments) -> dict:
     set_seed(args.seed)
     start = time.perf_counter()
 
-    label_ids = sorted(set(splits["train"]["label"]) | set(splits["validation"]["label"]))
+    label_ids = sorted({label for split in splits.values() for label in split["label"]})
     id2label = {i: EMOTION_LABELS[label_id] for i, label_id in enumerate(label_ids)}
     to_model_label = {label_id: i for i, label_id in enumerate(label_ids)}
 
@@ -196,14 +206,17 @@ def train(args: TERTrainingArguments) -> dict:
     model = build_model(args, modalities, id2label, max(1, round(args.annealing_epochs * steps_per_epoch)))
     processor = build_default_processor(modalities)
 
+    split_names = ("train",) if args.cross_fits else ("train", "validation")
     split_data = []
-    for name in ("train", "validation"):
+    for name in split_names:
         split = splits[name]
         split_data.append(
             {
                 "items": {m: list(split[m]) for m in modalities},
                 "labels": np.array([to_model_label[label] for label in split["label"]]),
                 "corpora": list(split["corpus"]),
+                "speakers": list(split["speaker_id"]),
+                "is_copy": np.zeros(len(split), dtype=bool),
             }
         )
     if args.finetune == "none":
@@ -229,7 +242,7 @@ def train(args: TERTrainingArguments) -> dict:
             split["features"] = features
         if "noise" in args.augmentations and "audio" in modalities:
             split_data[0] = add_noisy_audio_copies(model, processor, split_data[0], modalities, args.seed)
-        for split, name in zip(split_data, ("train", "validation")):
+        for split, name in zip(split_data, split_names):
             cached = split["features"]
             accelerator.print(
                 f"{name}: {len(split['labels'])} items; modality features: {cached.num_encoded} encoded now, "
@@ -243,15 +256,31 @@ def train(args: TERTrainingArguments) -> dict:
                     f"  {len(split['labels']) - len(usable)} {name} items have no usable modality: dropped"
                 )
                 split["features"] = cached.select(usable)
-                split["labels"] = split["labels"][usable]
-                split["corpora"] = [split["corpora"][i] for i in usable]
+                for key in ("labels", "is_copy"):
+                    split[key] = split[key][usable]
+                for key in ("corpora", "speakers"):
+                    split[key] = [split[key][i] for i in usable]
+
+    crossfit = folds = None
+    epochs = args.epochs
+    if args.cross_fits:
+        train = split_data[0]
+        num_folds = min(args.calibration_folds, len(set(zip(train["corpora"], train["speakers"]))))
+        folds = speaker_folds_of(train["corpora"], train["speakers"], num_folds, args.seed)
+        accelerator.print(f"Cross-fitting the heads over {num_folds} speaker folds, up to {args.epochs} epochs each")
+        crossfit = cross_fit(model.config, train["features"], torch.as_tensor(train["labels"]), folds, args)
+        epochs = crossfit.epochs
+        accelerator.print(
+            f"Lowest held-out NLL after {epochs} epochs ({crossfit.nll[epochs - 1]:.4f}; after 1 epoch "
+            f"{crossfit.nll[0]:.4f}, after {args.epochs} {crossfit.nll[-1]:.4f}): the final heads train for {epochs}"
+        )
 
     train_dataloader, eval_dataloader = get_dataloaders(args, split_data, processor, modalities)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
-    model, optimizer, train_dataloader, eval_dataloader = accelerator.prepare(
-        model, optimizer, train_dataloader, eval_dataloader
-    )
+    model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+    if eval_dataloader is not None:
+        eval_dataloader = accelerator.prepare(eval_dataloader)
     progress = TrainingProgress()
     accelerator.register_for_checkpointing(progress)
     if args.finetune == "none":
@@ -267,13 +296,13 @@ def train(args: TERTrainingArguments) -> dict:
         f"process(es) x batch {args.batch_size} x {args.gradient_accumulation_steps} accumulation steps)"
     )
     dropout_rng = np.random.default_rng([args.seed, accelerator.process_index, progress.epoch])
-    for epoch in range(progress.epoch, args.epochs):
+    for epoch in range(progress.epoch, epochs):
         model.train()
         train_dataloader.set_epoch(epoch)
         total_loss, num_batches = 0.0, 0
         bar = tqdm(
             train_dataloader,
-            desc=f"epoch {epoch + 1}/{args.epochs}",
+            desc=f"epoch {epoch + 1}/{epochs}",
             leave=False,
             disable=not accelerator.is_local_main_process,
         )
@@ -290,18 +319,21 @@ def train(args: TERTrainingArguments) -> dict:
             total_loss += outputs.loss.item()
             num_batches += 1
         train_loss = accelerator.reduce(torch.tensor(total_loss / num_batches, device=accelerator.device), "mean")
-        scores = validate(model, eval_dataloader, accelerator, args, len(id2label))
         progress.epoch = epoch + 1
-        if scores["accuracy"] >= progress.best_accuracy:  # ties go to the later, longer-trained epoch
-            progress.best_epoch, progress.best_accuracy = progress.epoch, scores["accuracy"]
+        line = f"epoch {progress.epoch}: train loss {train_loss.item():.4f}"
+        if eval_dataloader is not None:
+            scores = validate(model, eval_dataloader, accelerator, args, len(id2label))
+            if scores["accuracy"] >= progress.best_accuracy:  # ties go to the later, longer-trained epoch
+                progress.best_epoch, progress.best_accuracy = progress.epoch, scores["accuracy"]
+            line += (
+                f", validation loss {scores['loss']:.4f}, accuracy {scores['accuracy']:.4f}, trusted F1 "
+                f"{scores['trusted_f1']:.4f} ({args.threshold_strategy} τ={scores['threshold']:.4f}, coverage "
+                f"{scores['coverage']:.4f})"
+            )
         save_checkpoint(accelerator, output_dir, progress.epoch)
-        accelerator.print(
-            f"epoch {progress.epoch}: train loss {train_loss.item():.4f}, validation loss {scores['loss']:.4f}, "
-            f"accuracy {scores['accuracy']:.4f}, trusted F1 {scores['trusted_f1']:.4f} "
-            f"({args.threshold_strategy} τ={scores['threshold']:.4f}, coverage {scores['coverage']:.4f})"
-        )
+        accelerator.print(line)
 
-    if progress.best_epoch != progress.epoch:
+    if eval_dataloader is not None and progress.best_epoch != progress.epoch:
         # Early stopping after the fact: the heads of the epoch with the best validation accuracy are the ones kept.
         # (The validation loss is no guide here: its full-weight KL term is lowest while the heads are still vague.)
         accelerator.print(
@@ -311,9 +343,14 @@ def train(args: TERTrainingArguments) -> dict:
     accelerator.wait_for_everyone()
     report = None
     if accelerator.is_main_process:
-        report = finalize(args, accelerator.unwrap_model(model), processor, split_data[1], modalities, output_dir)
+        final = accelerator.unwrap_model(model)
+        if args.cross_fits:
+            report = finalize_cross_fitted(args, final, processor, split_data[0], crossfit, folds, output_dir)
+        else:
+            report = finalize(args, final, processor, split_data[1], modalities, output_dir)
+        held_out = "the cross-fitted held-out opinions" if args.cross_fits else "validation"
         accelerator.print(
-            f"Trusted threshold strategies on validation (the checkpoint stores {args.threshold_strategy}, "
+            f"Trusted threshold strategies on {held_out} (the checkpoint stores {args.threshold_strategy}, "
             f"τ={report['overall']['threshold']:.4f}):"
         )
         for strategy, scores in report["overall"]["thresholds"].items():
@@ -350,14 +387,53 @@ def finalize(args, model, processor, validation: dict, modalities, output_dir: P
         compare_strategies=True,
         target_precision=args.target_precision,
     )
+    write_checkpoint(model, processor, report, fused, output_dir, split="validation (speaker-disjoint)")
+    return report
+
+
+def finalize_cross_fitted(args, model, processor, train: dict, crossfit: CrossFit, folds, output_dir: Path) -> dict:
+    """Fits the domain gates, the confidence calibration and the trusted threshold on the cross-fitted held-out
+    opinions, scores those opinions (every training speaker by heads that never saw it) and writes the checkpoint."""
+    model.eval()
+    features, labels = train["features"], torch.as_tensor(train["labels"])
+    scale = features.mask.to(torch.float32)
+    for modality in args.gated_modalities:
+        if modality in model.config.modalities:
+            scale[:, model.config.modalities.index(modality)] = fit_domain_gate(
+                model, features, labels, modality, folds
+            )
+    # Noisy copies (--augment noise) train the heads but are not scored: they share their speaker's fold.
+    scored = torch.from_numpy(~train["is_copy"])
+    evidence, present = (crossfit.evidence * scale[..., None])[scored], features.mask[scored]
+    references, corpora = labels[scored], [c for c, keep in zip(train["corpora"], scored.tolist()) if keep]
+    calibrate_confidence(model.config, evidence, present, references)
+    threshold = select_held_out_threshold(model.config, evidence, present, references, args)
+    report, fused = opinion_report(
+        evidence, present, references.numpy(), corpora, model.config, threshold, True, args.target_precision
+    )
+    report["calibration"] = {
+        "folds": len(folds),
+        "epochs": crossfit.epochs,
+        "held_out_nll": [float(v) for v in crossfit.nll],
+        "confidence_calibration": model.config.confidence_calibration,
+        "domain_gates": {
+            m: {k: model.config.modality_config(m)[k] for k in ("domain_reference", "domain_width")}
+            for m in model.domains
+        },
+    }
+    write_checkpoint(model, processor, report, fused, output_dir, split="cross-fitted over speaker folds")
+    return report
+
+
+def write_checkpoint(model, processor, report: dict, fused: dict, output_dir: Path, split: str) -> None:
+    """Weights, config, processor, remote code, eval_results.json, plots and card, published atomically."""
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = output_dir / f".final.incomplete-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     write_json_atomic(report, staging / "eval_results.json")
+    threshold = model.config.trusted_threshold
     save_plots(fused["correct"], fused["confidences"], threshold, staging / "plots")
-    build_model_card(report, model.config, output_path=staging / "README.md", split="validation (speaker-disjoint)")
+    build_model_card(report, model.config, output_path=staging / "README.md", split=split)
     publish(staging, output_dir)
-
-    return report

@@ -116,6 +116,8 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     for key, value in metrics.items():
         if isinstance(value, dict):
             flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, list):
+            flat.update(_flatten(dict(enumerate(value)), f"{prefix}{key}/"))
         else:
             flat[prefix + key] = value
     return flat
@@ -139,9 +141,9 @@ def subset(workdir) -> dict:
     from modeling_ter.data.manifest import load_manifest_dataset
 
     manifest = _subset_manifest(workdir)
-    num_train = len(load_manifest_dataset(manifest, validation_fraction=0.2, seed=0)["train"])
+    num_train = len(load_manifest_dataset(manifest, validation_fraction=0.0, seed=0)["train"])
     batch = next((b for b in (4, 2) if num_train % b == 0), None)
-    assert batch is not None, f"the subset's train split ({num_train} items) must be even for the DDP comparison"
+    assert batch is not None, f"the subset ({num_train} items, all trained on) must be even for the DDP comparison"
     return {"manifest": manifest, "batch": batch}
 
 
@@ -170,7 +172,7 @@ def trained(subset, workdir) -> dict:
     """One uninterrupted 1-process run on a cold feature cache."""
     output_dir = workdir / "run"
     result = _run([sys.executable, *_train_args(subset, workdir, output_dir, subset["batch"])])
-    return {"dir": output_dir, "stdout": result.stdout}
+    return {"dir": output_dir, "stdout": result.stdout, "manifest": subset["manifest"]}
 
 
 def test_checkpoint_is_complete(trained):
@@ -215,8 +217,24 @@ def test_checkpoint_is_complete(trained):
     assert set(results["overall"]["thresholds"]) == {"max_f1", "break_even", "target_precision"}
     assert results["overall"]["threshold"] == config["trusted_threshold"]
     assert results["overall"]["thresholds"]["break_even"]["threshold"] == config["trusted_threshold"]
-    # Epoch states: one per epoch, holding the heads only (the frozen encoders never change).
-    for epoch in range(1, EPOCHS + 1):
+    # Cross-fitted calibration: every item scored by heads that never saw its speaker; E* by held-out NLL; the
+    # audio domain gate (statistics in the weights, reference and width in the config); a temperature.
+    calibration = results["calibration"]
+    assert calibration["folds"] == 5 and len(calibration["held_out_nll"]) == EPOCHS
+    assert calibration["epochs"] == 1 + min(range(EPOCHS), key=calibration["held_out_nll"].__getitem__)
+    with open(trained["manifest"], newline="", encoding="utf-8") as f:
+        assert results["overall"]["n"] == sum(1 for _ in csv.DictReader(f))
+    audio = config["modality_configs"]["audio"]
+    assert audio["domain_width"] > 0 and audio["domain_reference"] > 0
+    assert calibration["domain_gates"] == {"audio": {k: audio[k] for k in ("domain_reference", "domain_width")}}
+    assert config["modality_configs"]["text"]["domain_reference"] is None
+    assert config["confidence_calibration"][0] == 1.0 and config["confidence_measure"] == "belief"
+    assert {"domains.audio.whitening", "domains.audio.whitened_means"} <= keys
+    # Epoch states: one per epoch of the final heads, holding the heads only (the frozen encoders never change).
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        f"epoch_{e}" for e in range(1, calibration["epochs"] + 1)
+    ]
+    for epoch in range(1, calibration["epochs"] + 1):
         state = out / "checkpoints" / f"epoch_{epoch}"
         with safe_open(str(state / "model.safetensors"), framework="pt") as weights:
             state_keys = set(weights.keys())
@@ -230,7 +248,7 @@ def test_failed_modalities_are_masked_with_a_reason(trained):
     assert len(masked) == 2, masked
     assert any(": audio masked (" in line and "corrupt.flac" in line for line in masked)
     assert any(": video masked (" in line and "corrupt.flv" in line for line in masked)
-    assert "epoch 2: train loss" in trained["stdout"]
+    assert "epoch 1: train loss" in trained["stdout"]
 
 
 def test_remote_code_loads_in_another_project_and_evaluate_writes_the_layout(trained, workdir):
@@ -300,8 +318,9 @@ def test_resume_from_epoch_state_equals_uninterrupted_run_and_reuses_the_cache(t
         [sys.executable, *_train_args(subset, workdir, resumed, subset["batch"]), "--resume_from_checkpoint", "latest"]
     )
     assert "1 epochs and" in result.stdout and "epoch 1: train loss" not in result.stdout
+    assert "Cross-fitting the heads" in result.stdout  # recomputed identically: the same E*
     # The second run encodes nothing: every feature comes from the cache the first run filled.
-    assert result.stdout.count(" 0 encoded now") == 2, result.stdout
+    assert result.stdout.count(" 0 encoded now") == 1, result.stdout  # one split: every speaker is cross-fitted
     assert "encoded now" in trained["stdout"] and trained["stdout"].count(" 0 encoded now") == 0
     _assert_close(
         json.loads((resumed / "eval_results.json").read_text()),
@@ -329,11 +348,22 @@ def test_two_process_ddp_matches_one_process(trained, subset, workdir):
     ]
     result = _run(launch, env={"ACCELERATE_USE_CPU": "true"})
     assert "2 process(es)" in result.stdout
-    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["epoch_1", "epoch_2"]
+    single = trained["dir"]
+    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == sorted(
+        p.name for p in (single / "checkpoints").iterdir()
+    )
     assert len(list(ddp.glob("config.json"))) == 1
+    # The final heads: trained under DDP, they match the 1-process heads; the held-out report (cross-fitted heads,
+    # the gate fitted through the final layer weights) too.
+    with (
+        safe_open(str(ddp / "model.safetensors"), framework="pt") as a,
+        safe_open(str(single / "model.safetensors"), framework="pt") as b,
+    ):
+        heads = [key for key in a.keys() if not key.startswith("encoders.")]
+        assert heads and all(torch.allclose(a.get_tensor(k), b.get_tensor(k), atol=DDP_TOLERANCE) for k in heads)
     _assert_close(
         json.loads((ddp / "eval_results.json").read_text()),
-        json.loads((trained["dir"] / "eval_results.json").read_text()),
+        json.loads((single / "eval_results.json").read_text()),
         DDP_TOLERANCE,
     )
 
@@ -363,7 +393,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path):
     one_speaker = _write(
         tmp_path / "one.csv", header + "meld,x#1,anger,s1,text,Go away!,en\nmeld,x#2,fear,s1,text,Help!,en\n"
     )
-    fails(ValueError, "gives no validation speakers", "--manifest", str(one_speaker))
+    fails(ValueError, "has 1 speaker: .*at least two speakers", "--manifest", str(one_speaker))
     fails(FileNotFoundError, "holds no training state", "--resume_from_checkpoint", str(tmp_path))
     fails(FileNotFoundError, "latest: .* holds no epoch_N state", "--resume_from_checkpoint", "latest")
     (tmp_path / "out").mkdir()
