@@ -3,7 +3,7 @@ on precomputed embeds both match eager. Input validation is data-dependent and i
 
 import pytest
 import torch
-from tiny_models import tiny_ter_with_every_backbone
+from hub.test_hub_round_trip import tiny_ter_with_every_backbone  # tests/ is on sys.path (conftest)
 from torch.export import Dim
 
 FIELDS = ("alpha", "probs", "uncertainty", "confidence", "modality_alpha", "modality_confidence", "conflict")
@@ -55,7 +55,7 @@ def test_torch_export_with_dynamic_batch_and_lengths_matches_eager(model):
         assert all(isinstance(shapes[name][axis], torch.SymInt) for axis in axes), (name, shapes[name])
     exported = program.module()
     # Other batch sizes and lengths than the example, padded and unpadded, the shortest clip the graph takes (3 mel
-    # frames) and the longest the tiny Whisper takes (2 * max_source_positions = 100).
+    # frames) and 100 frames (the tiny Whisper takes up to 2 * max_source_positions).
     for lengths, tokens in (([90, 30, 5, 60, 90], [11, 3, 7, 2, 5]), ([100], [4]), ([3, 100], [2, 9])):
         inputs = audio_text_inputs(lengths, tokens, seed=len(lengths))
         assert_outputs_match(exported(**inputs), model(**inputs))
