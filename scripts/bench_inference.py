@@ -3,6 +3,8 @@
 
     python scripts/bench_inference.py --model /tmp/ter_run --manifest data/manifest.csv --corpus emodb \
         --max_items 64 --batch_size 16 --repeats 3
+    python scripts/export_onnx.py --model /tmp/ter_run --output /tmp/ter_run/onnx
+    python scripts/bench_inference.py --model /tmp/ter_run --onnx /tmp/ter_run/onnx --threads 1,2  # + onnxruntime
 
 Phases (each repeated `--repeats` times, interleaved; the median and the minimum are reported, the minimum being the
 least disturbed by other processes on a shared machine):
@@ -11,7 +13,11 @@ least disturbed by other processes on a shared machine):
 - `encoders`: the bare encoders' forward (`model.embed_modality` of every modality) on the prepared batches;
 - `model`: the full model forward (encoders + evidential heads + fusion) on the same prepared batches;
 - `pipeline`: the `trusted-emotion-recognition` pipeline end to end (preprocessing, forward, postprocessing);
-- `latency`: the pipeline on one utterance at a time (median and 90th percentile).
+- `latency`: the pipeline on one utterance at a time (median and 90th percentile);
+- with `--onnx`: `onnx_model` (the exported graphs on the same prepared batches), `onnx_pipeline` and the latency of
+  the same pipeline with onnxruntime in place of PyTorch (`modeling_ter.export.onnx_pipeline`), and the speed-ups.
+
+`--threads 1,2` runs everything once per thread count (torch's intra-op threads and onnxruntime's, alike).
 
 Printed ratios: `model / encoders` (what the heads and the fusion add; the target is under 5 %) and
 `pipeline / (preprocess + model)`. Memory is the peak resident set size reached during a phase above the RSS at its
@@ -37,6 +43,7 @@ import modeling_ter  # noqa: F401  (registers TER with the Auto classes)
 import modeling_ter.pipelines.trusted_emotion_recognition  # noqa: F401  (registers the trusted-emotion-recognition task)
 from modeling_ter.data.feature_cache import embed_processed
 from modeling_ter.data.manifest import read_manifest
+from modeling_ter.export import onnx_pipeline
 
 
 def _status_kb(field: str) -> int:
@@ -69,7 +76,9 @@ def load_inputs(args: argparse.Namespace, modalities: Sequence[str]) -> list[dic
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="TER inference benchmark (pipeline vs bare encoders).")
+    parser = argparse.ArgumentParser(
+        description="TER inference benchmark (pipeline vs bare encoders, PyTorch vs onnxruntime)."
+    )
     parser.add_argument("--model", required=True, help="checkpoint folder (written by scripts/train.py)")
     parser.add_argument("--manifest", default=str(Path(__file__).resolve().parents[1] / "data" / "manifest.csv"))
     parser.add_argument("--corpus", default="emodb")
@@ -78,24 +87,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency_items", type=int, default=16)
+    parser.add_argument(
+        "--onnx", default=None, help="an export folder of --model (scripts/export_onnx.py): adds onnxruntime"
+    )
+    parser.add_argument(
+        "--threads", default=None, help="comma-separated thread counts, each a run (default: torch's current)"
+    )
     args = parser.parse_args(argv)
     if min(args.max_items, args.batch_size, args.repeats, args.latency_items) < 1:
         parser.error("--max_items, --batch_size, --repeats and --latency_items must be positive.")
+    if args.threads is not None:
+        try:
+            args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        except ValueError:
+            parser.error(f"--threads takes comma-separated integers, got {args.threads!r}")
+        if not args.threads or min(args.threads) < 1:
+            parser.error(f"--threads must list positive thread counts, got {args.threads}")
     return args
 
 
-@torch.no_grad()
-def main(argv: Optional[Sequence[str]] = None) -> dict:
-    args = parse_args(argv)
-    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    recognizer = pipeline("trusted-emotion-recognition", model=args.model)
+def benchmark(
+    args: argparse.Namespace, recognizer, onnx_recognizer, inputs: list[dict], modalities: Sequence[str]
+) -> dict:
+    """Every phase on the same inputs with the current thread settings; prints the table and returns the timings."""
     model, processor = recognizer.model.eval(), recognizer.processor
-    unknown = sorted(set(modalities) - set(model.config.modalities))
-    if unknown:
-        raise ValueError(
-            f"--modalities {unknown} are not modalities of {args.model} ({list(model.config.modalities)})."
-        )
-    inputs = load_inputs(args, modalities)
     chunks = [inputs[i : i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
 
     def preprocess() -> list:
@@ -108,14 +123,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             for modality in modalities:
                 embed_processed(model, batch, modality)
 
-    def forward() -> None:
+    def forward(candidate=model) -> None:
         for batch in batches:
-            model(**batch)
+            candidate(**batch)
 
-    def end_to_end() -> None:
-        recognizer(inputs, batch_size=args.batch_size)
+    def end_to_end(candidate=recognizer) -> None:
+        candidate(inputs, batch_size=args.batch_size)
 
     phases = {"preprocess": preprocess, "encoders": encoders, "model": forward, "pipeline": end_to_end}
+    recognizers = {"pytorch": recognizer}
+    if onnx_recognizer is not None:
+        phases["onnx_model"] = lambda: forward(onnx_recognizer.model)
+        phases["onnx_pipeline"] = lambda: end_to_end(onnx_recognizer)
+        recognizers["onnxruntime"] = onnx_recognizer
     for function in phases.values():  # warm-up: first-call allocations and lazy initialisation
         function()
     times: dict[str, list[float]] = {name: [] for name in phases}
@@ -125,18 +145,23 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             seconds, peak = measure(function)
             times[name].append(seconds)
             memory[name] = max(memory[name], peak)
-    latencies = [measure(lambda item=item: recognizer(item))[0] for item in inputs[: args.latency_items]]
+    latencies = {
+        backend: [measure(lambda item=item: candidate(item))[0] for item in inputs[: args.latency_items]]
+        for backend, candidate in recognizers.items()
+    }
 
     n = len(inputs)
     median = {name: statistics.median(values) for name, values in times.items()}
     fastest = {name: min(values) for name, values in times.items()}
     print(
         f"{n} utterances ({args.corpus}; {'+'.join(modalities)}), batch {args.batch_size}, {args.repeats} repeats, "
-        f"torch threads {torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"torch threads {torch.get_num_threads()}, onnxruntime threads "
+        f"{onnx_recognizer.model.num_threads if onnx_recognizer else '-'}, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(f"{'phase':<12} {'median s':>9} {'min s':>8} {'utt/s (min)':>12} {'peak RSS +MiB':>14}")
+    print(f"{'phase':<14} {'median s':>9} {'min s':>8} {'utt/s (min)':>12} {'peak RSS +MiB':>14}")
     for name in phases:
-        print(f"{name:<12} {median[name]:>9.3f} {fastest[name]:>8.3f} {n / fastest[name]:>12.1f} {memory[name]:>14.1f}")
+        print(f"{name:<14} {median[name]:>9.3f} {fastest[name]:>8.3f} {n / fastest[name]:>12.1f} {memory[name]:>14.1f}")
     for label, values in (("median", median), ("min", fastest)):
         ratio = values["model"] / values["encoders"]
         print(
@@ -144,10 +169,18 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             f"pipeline / (preprocess + model) = {values['pipeline'] / (values['preprocess'] + values['model']):.4f}"
         )
     overhead = fastest["model"] / fastest["encoders"] - 1.0
-    print(
-        f"single-utterance latency over {len(latencies)} items: median {statistics.median(latencies) * 1000:.1f} ms, "
-        f"p90 {np.percentile(latencies, 90) * 1000:.1f} ms"
-    )
+    for backend, values in latencies.items():
+        print(
+            f"single-utterance latency ({backend}) over {len(values)} items: median "
+            f"{statistics.median(values) * 1000:.1f} ms, p90 {np.percentile(values, 90) * 1000:.1f} ms"
+        )
+    if onnx_recognizer is not None:
+        speedup = {name: fastest[name] / fastest[f"onnx_{name}"] for name in ("model", "pipeline")}
+        latency_ratio = statistics.median(latencies["pytorch"]) / statistics.median(latencies["onnxruntime"])
+        print(
+            f"onnxruntime speed-up over PyTorch (min times): model x{speedup['model']:.2f}, pipeline "
+            f"x{speedup['pipeline']:.2f}; median single-utterance latency x{latency_ratio:.2f}"
+        )
     return {
         "n": n,
         "median_s": median,
@@ -156,6 +189,25 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         "latency_s": latencies,
         "overhead": overhead,
     }
+
+
+@torch.no_grad()
+def main(argv: Optional[Sequence[str]] = None) -> dict[int, dict]:
+    """Runs the benchmark once per `--threads` entry; returns its timings by thread count."""
+    args = parse_args(argv)
+    modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    recognizer = pipeline("trusted-emotion-recognition", model=args.model)
+    config = recognizer.model.config
+    unknown = sorted(set(modalities) - set(config.modalities))
+    if unknown:
+        raise ValueError(f"--modalities {unknown} are not modalities of {args.model} ({list(config.modalities)}).")
+    inputs = load_inputs(args, modalities)
+    results = {}
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        onnx_recognizer = onnx_pipeline(args.onnx, num_threads=threads) if args.onnx else None
+        results[threads] = benchmark(args, recognizer, onnx_recognizer, inputs, modalities)
+    return results
 
 
 if __name__ == "__main__":

@@ -352,7 +352,9 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 )
             if embeds[modality] is not None and given:
                 raise ValueError(f"Pass either {modality}_embeds or raw {modality} inputs, not both.")
-            for name, value in {**given, "embeds": embeds[modality]}.items():
+            # Data-dependent checks would stop torch.export and torch.compile(fullgraph=True): skipped while tracing.
+            checked = {} if torch.compiler.is_compiling() else {**given, "embeds": embeds[modality]}
+            for name, value in checked.items():
                 if value is not None and value.is_floating_point() and not torch.isfinite(value).all():
                     bad = (~torch.isfinite(value)).flatten(1).any(1).nonzero().flatten().tolist()
                     raise ValueError(
@@ -371,7 +373,7 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 "(raw inputs or <modality>_embeds)."
             )
         batch_sizes = {m: f.shape[0] for m, f in features.items()}
-        if len(set(batch_sizes.values())) > 1:
+        if any(size != next(iter(batch_sizes.values())) for size in batch_sizes.values()):  # SymInts don't hash
             raise ValueError(f"The modalities disagree on the batch size: {batch_sizes}.")
         return features
 
@@ -445,7 +447,8 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         reference = next(iter(features.values()))
         batch_size, device, dtype = reference.shape[0], reference.device, reference.dtype
         present = self._modality_mask(features, modality_mask, batch_size, device)
-        missing_everything = (~present.any(1)).nonzero().flatten().tolist()
+        tracing = torch.compiler.is_compiling()  # torch.export / torch.compile: no data-dependent check
+        missing_everything = [] if tracing else (~present.any(1)).nonzero().flatten().tolist()
         if missing_everything:
             raise ValueError(
                 f"Samples {missing_everything} have no modality present; every sample needs at least one of "

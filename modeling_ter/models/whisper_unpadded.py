@@ -42,6 +42,9 @@ def whisper_encoder_unpadded(
             f"The Whisper encoder expects mel features of shape (batch_size, {encoder.conv1.in_channels}, "
             f"num_frames <= {max_frames}), but got {tuple(input_features.shape)}."
         )
+    # While torch.export / torch.compile trace, the data-dependent mask check is skipped and the masked path is
+    # always taken (for equal lengths it multiplies by 1 and adds 0: the same values up to rounding).
+    tracing = torch.compiler.is_compiling()
     frames = torch.arange(num_frames, device=input_features.device)
     if attention_mask is None:
         lengths = torch.full((batch_size,), num_frames, device=input_features.device)
@@ -52,12 +55,13 @@ def whisper_encoder_unpadded(
                 f"{(batch_size, num_frames)}."
             )
         lengths = attention_mask.long().sum(-1)
-        if not torch.equal(attention_mask.bool(), frames < lengths[:, None]) or bool((lengths == 0).any()):
+        valid = tracing or torch.equal(attention_mask.bool(), frames < lengths[:, None]) and bool((lengths > 0).all())
+        if not valid:
             raise ValueError(
                 "The attention mask must mark each sample's real mel frames as a non-empty prefix of 1s followed "
                 "by 0s (right padding)."
             )
-    padded = bool((lengths < num_frames).any())
+    padded = tracing or bool((lengths < num_frames).any())
     mel_mask = (frames < lengths[:, None]).unsqueeze(1).to(input_features.dtype)  # (batch, 1, num_frames)
 
     hidden_states = input_features * mel_mask if padded else input_features
