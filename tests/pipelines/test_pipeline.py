@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import Pipeline, pipeline
+from transformers import pipeline
+from transformers.pipelines.base import ChunkPipeline
 
 from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 from modeling_ter.pipelines.trusted_emotion_recognition import TrustedEmotionRecognitionPipeline
@@ -107,8 +108,10 @@ def test_trusted_follows_the_calibrated_threshold(recognizer, monkeypatch):
 
 
 def test_bad_inputs(recognizer):
-    with pytest.raises(ValueError, match="takes a dict"):
-        recognizer("just a string")
+    with pytest.raises(FileNotFoundError, match="just-a-name.flac"):
+        recognizer("just-a-name.flac")  # a plain string is an audio file, as in the audio-classification pipeline
+    with pytest.raises(ValueError, match="takes an audio clip"):
+        recognizer(42)
     with pytest.raises(ValueError, match="Unknown input keys \\['image'\\]"):
         recognizer({"image": "x.png"})
     with pytest.raises(ValueError, match="no usable modality"):
@@ -127,9 +130,9 @@ def test_from_a_checkpoint_folder(recognizer, results, tmp_path_factory):
 
 
 def test_get_iterator_override_still_mirrors_upstream():
-    """Our `get_iterator` is `Pipeline.get_iterator` with another collate function: when upstream's body changes,
-    re-read it, carry the change over, and record the new digest here."""
-    source = inspect.getsource(Pipeline.get_iterator)
+    """Our `get_iterator` is `ChunkPipeline.get_iterator` with another collate function: when upstream's body
+    changes, re-read it, carry the change over, and record the new digest here."""
+    source = inspect.getsource(ChunkPipeline.get_iterator)
     assert hashlib.sha256(source.encode()).hexdigest() == (
-        "c171ef18b67c058f895e8b8d559880b65f63e7dea3606881f78847f8328b861e"
-    ), "transformers changed Pipeline.get_iterator: update TrustedEmotionRecognitionPipeline.get_iterator"
+        "933fe6c3bb165227701d0739abf6087b5352b0baee6120e7cf24e0a9a5af7825"
+    ), "transformers changed ChunkPipeline.get_iterator: update TrustedEmotionRecognitionPipeline.get_iterator"
