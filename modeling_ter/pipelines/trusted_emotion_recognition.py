@@ -28,6 +28,7 @@ DEFAULT_WINDOW_RULE = "evidence_average"
 # 95th percentile of its frame levels); quieter windows are masked out of the pooled audio opinion.
 DEFAULT_SILENCE_DB = 30.0
 _FRAME_S = 0.025
+_NOT_GIVEN = object()
 # Per-item fields that travel beside the model inputs through the pipeline's batching.
 _META_KEYS = ("is_last", "window", "speech")
 
@@ -74,7 +75,8 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
     each side (default `chunk_length_s / 6`), streaming the windows through the model so memory stays flat in the
     clip's length. The windows' audio opinions are pooled by `window_fusion` (`"evidence_average"`, the default, or
     `"dempster_shafer"`, which treats windows as independent witnesses), and a window whose loudest frame is more
-    than `silence_db` dB (default 30) below the clip's speech level is masked out, so silence does not dilute speech.
+    than `silence_db` dB (default 30; `None`: none is) below the clip's speech level is masked out, so silence does
+    not dilute speech.
     `return_windows=True` adds each window's result.
 
     Output per input, JSON-serialisable:
@@ -115,7 +117,7 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
         use_video_audio: Optional[bool] = None,
         chunk_length_s: Optional[float] = None,
         stride_length_s: Union[float, tuple[float, float], None] = None,
-        silence_db: Optional[float] = None,
+        silence_db: Any = _NOT_GIVEN,
         window_fusion: Optional[str] = None,
         return_windows: Optional[bool] = None,
     ) -> tuple[dict, dict, dict]:
@@ -125,10 +127,11 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
             ("use_video_audio", use_video_audio),
             ("chunk_length_s", chunk_length_s),
             ("stride_length_s", stride_length_s),
-            ("silence_db", silence_db),
         ):
             if value is not None:
                 preprocess[name] = value
+        if silence_db is not _NOT_GIVEN:  # None is a value here: no window is masked
+            preprocess["silence_db"] = silence_db
         postprocess: dict[str, Any] = {}
         if window_fusion is not None:
             if window_fusion not in WINDOW_RULES:
