@@ -287,11 +287,10 @@ def compute_features(
         key = encoder_key(model, modality, processor_settings(processor, modality))
         modality_config = model.config.modality_config(modality)
         stacked = torch.zeros(num_items, modality_config["num_feature_layers"], modality_config["embed_dim"])
-        values = columns[modality]
-        progress = tqdm(values, desc=f"{modality} features", disable=not show_progress, leave=False)
-        for index, value in enumerate(progress):
-            if value is None:
-                continue
+        # The bar counts the items that have this modality (its true total), not every row.
+        present = [(index, value) for index, value in enumerate(columns[modality]) if value is not None]
+        progress = tqdm(present, desc=f"{modality} features", disable=not show_progress, leave=False)
+        for index, value in progress:
             item_features, reason, encoded_now = cache.get_or_compute(
                 modality, key, value, lambda v=value: embed_item(model, processor, modality, v)
             )

@@ -28,12 +28,12 @@ from trusted_f1.trusted_metrics import trusted_scores
 
 from ..data.augmentation import modality_dropout
 from ..data.feature_cache import compute_features
-from ..data.manifest import load_manifest_dataset
+from ..data.manifest import load_manifest_dataset, summarize_splits
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
 from ..evaluation.predict import collect_outputs
 from ..evaluation.report import evaluation_report
-from ..hub.model_card import build_model_card
+from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
 from .arguments import TERTrainingArguments
@@ -299,7 +299,10 @@ def train(args: TERTrainingArguments) -> dict:
     accelerator.wait_for_everyone()
     report = None
     if accelerator.is_main_process:
-        report = finalize(args, accelerator.unwrap_model(model), processor, split_data[1], modalities, output_dir)
+        training_data = summarize_splits(splits, args.manifest)
+        report = finalize(
+            args, accelerator.unwrap_model(model), processor, split_data[1], modalities, output_dir, training_data
+        )
         accelerator.print(
             f"Trusted threshold strategies on validation (the checkpoint stores {args.threshold_strategy}, "
             f"τ={report['overall']['threshold']:.4f}):"
@@ -315,8 +318,11 @@ def train(args: TERTrainingArguments) -> dict:
     return report
 
 
-def finalize(args, model, processor, validation: dict, modalities, output_dir: Path) -> dict:
-    """Calibrates the trusted threshold on validation data and writes the complete checkpoint atomically."""
+def finalize(
+    args, model, processor, validation: dict, modalities, output_dir: Path, training_data: dict | None = None
+) -> dict:
+    """Calibrates the trusted threshold on validation data and writes the complete checkpoint atomically, with
+    `training_data.json` (corpora, items, speakers of each split, from `summarize_splits`) that the card reads."""
     if args.finetune == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -344,8 +350,16 @@ def finalize(args, model, processor, validation: dict, modalities, output_dir: P
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     write_json_atomic(report, staging / "eval_results.json")
+    if training_data is not None:
+        write_json_atomic(training_data, staging / TRAINING_DATA_FILE)
     save_plots(fused["correct"], fused["confidences"], threshold, staging / "plots")
-    build_model_card(report, model.config, output_path=staging / "README.md", split="validation (speaker-disjoint)")
+    build_model_card(
+        report,
+        model.config,
+        output_path=staging / "README.md",
+        split="validation (speaker-disjoint)",
+        training_data=training_data,
+    )
     publish(staging, output_dir)
 
     return report

@@ -227,6 +227,7 @@ def test_processor_and_pipeline_load_from_the_hub_and_a_folder_without_the_packa
     (checkpoint / "eval_results.json").write_text(json.dumps({"overall": {"accuracy": 0.5}}))
     (checkpoint / "plots").mkdir()
     (checkpoint / "plots" / "reliability.png").write_bytes(b"\x89PNG\r\n\x1a\n\0")
+    (checkpoint / "training_data.json").write_text(json.dumps({"manifest": "manifest.csv", "corpora": {}}))
     (checkpoint / "eval.json").write_text("{}")
     state = checkpoint / "checkpoints" / "epoch_1"
     state.mkdir(parents=True)
@@ -246,9 +247,16 @@ def test_processor_and_pipeline_load_from_the_hub_and_a_folder_without_the_packa
     head = hub_server.head("model", "org/ter-chain")
     assert not [p for p in head.files if p.startswith("checkpoints/") or p.endswith((".pkl", ".bin"))], head.files
     assert "eval.json" not in head.files
-    assert {"processor_config.json", "trusted_emotion_recognition.py", "processing_ter.py", "audio.py"} <= set(
-        head.files
-    )
+    assert {
+        "processor_config.json",
+        "trusted_emotion_recognition.py",
+        "processing_ter.py",
+        "audio.py",
+        "video.py",
+        "training_data.json",
+        "eval_results.json",
+        "plots/reliability.png",
+    } <= set(head.files)
     config = json.loads(hub_server.read_file(head.files["config.json"]))
     assert _no_local_path(config), config
     assert config["modality_configs"]["audio"]["backbone"]["_name_or_path"] == "tiny-whisper"  # was a local folder
