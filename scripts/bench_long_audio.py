@@ -104,12 +104,19 @@ def main(argv: list[str] | None = None) -> None:
     classify = pipeline("trusted-emotion-recognition", model=args.model)
     utterances = held_out_utterances(args.manifest, args.validation_fraction, args.seed)
     waveforms = {path: load_audio(path, RATE) for path, _ in utterances}
-    alone = {path: classify(waveforms[path], sampling_rate=RATE) for path, _ in utterances}
+    lengths = [len(w) / RATE for w in waveforms.values()]
     print(
-        f"{len(utterances)} held-out EmoDB utterances ({sum(len(w) for w in waveforms.values()) / RATE:.0f} s); "
-        f"each alone: accuracy {np.mean([alone[p]['label'] == label for p, label in utterances]):.3f}, "
-        f"mean confidence {np.mean([alone[p]['confidence'] for p, _ in utterances]):.3f}"
+        f"{len(utterances)} held-out EmoDB utterances ({sum(lengths):.0f} s, {min(lengths):.1f}-{max(lengths):.1f} s "
+        "each); each alone, whole or in windows:"
     )
+    for chunk in [30.0] + [c for c in args.chunk_length_s if c < 30]:
+        each = {path: classify(waveforms[path], sampling_rate=RATE, chunk_length_s=chunk) for path, _ in utterances}
+        print(
+            f"  chunk_length_s {chunk:>4}: accuracy {np.mean([each[p]['label'] == label for p, label in utterances]):.3f}"
+            f", mean confidence {np.mean([each[p]['confidence'] for p, _ in utterances]):.3f}"
+        )
+        if chunk == 30.0:
+            alone = each  # the utterances as the model was trained on them: whole
 
     by_emotion = defaultdict(list)
     for path, label in utterances:

@@ -30,7 +30,13 @@ from .configuration_ter import (
     backbone_dimensions,
     portable_name,
 )
-from .evidential import TrustedCELoss, fuse_opinions, opinion_from_evidence, pairwise_conflict
+from .evidential import (
+    TrustedCELoss,
+    dempster_shafer_pool,
+    fuse_opinions,
+    opinion_from_evidence,
+    pairwise_conflict,
+)
 from .face_cnn import MiniXceptionFaceEncoder
 from .whisper_unpadded import whisper_encoder_unpadded
 
@@ -553,15 +559,17 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         Args:
             evidence (`torch.FloatTensor` of shape `(num_windows, num_labels)`): each window's evidence.
             present (`torch.BoolTensor` of shape `(num_windows,)`): the windows that count (a silent one does not).
-            rule (`str`): `"dempster_shafer"` (windows as independent witnesses: evidence grows with their number)
-                or `"evidence_average"` (the mean evidence of the counted windows).
+            rule (`str`): `"dempster_shafer"` (windows as independent witnesses: evidence grows with their number,
+                see `dempster_shafer_pool`) or `"evidence_average"` (the mean evidence of the counted windows).
 
         Returns:
             `torch.FloatTensor` of shape `(num_labels,)`: the pooled evidence.
         """
-        if rule not in ("dempster_shafer", "evidence_average"):
-            raise ValueError(f"Windows are combined by 'dempster_shafer' or 'evidence_average', got {rule!r}.")
-        return fuse_opinions(evidence.unsqueeze(0), present.unsqueeze(0), rule)[0] - 1.0
+        if rule == "dempster_shafer":
+            return dempster_shafer_pool(evidence, present)
+        if rule == "evidence_average":
+            return fuse_opinions(evidence.unsqueeze(0), present.unsqueeze(0), rule)[0] - 1.0
+        raise ValueError(f"Windows are combined by 'dempster_shafer' or 'evidence_average', got {rule!r}.")
 
     def _loss(
         self, alpha: torch.Tensor, modality_alpha: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, step

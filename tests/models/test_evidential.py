@@ -165,3 +165,25 @@ def test_kl_weight_follows_min_one_step_over_annealing_steps():
     assert loss.kl_weight(None) == 1.0
     with pytest.raises(ValueError, match="step must be >= 0"):
         loss.kl_weight(-1)
+
+
+def test_dempster_shafer_pool_is_the_pairwise_rule_and_never_overflows():
+    from modeling_ter.models.evidential import dempster_shafer_evidence, dempster_shafer_pool
+
+    generator = torch.Generator().manual_seed(0)
+    evidence = torch.rand(5, 4, generator=generator, dtype=torch.float64) * 3
+    present = torch.tensor([True, True, False, True, True])
+    folded = torch.zeros(4, dtype=torch.float64)
+    for row in evidence[present]:
+        folded = dempster_shafer_evidence(folded, row)
+    assert torch.allclose(dempster_shafer_pool(evidence, present), folded, rtol=1e-12)
+    # 300 agreeing float32 opinions: the fold overflows to inf (and the probabilities to NaN); the pool stays finite
+    # with the same label and a confidence of ~1.
+    many = torch.tensor([[4.0, 1.0, 0.5, 0.2]]).repeat(300, 1)
+    pooled = dempster_shafer_pool(many, torch.ones(300, dtype=torch.bool))
+    assert torch.isfinite(pooled).all() and pooled.argmax() == 0 and pooled.max() == pytest.approx(1e20, rel=1e-6)
+    assert 1 - 4 / (pooled + 1).sum() == pytest.approx(1.0)
+    unfolded = torch.zeros(4)
+    for row in many:
+        unfolded = dempster_shafer_evidence(unfolded, row)
+    assert not torch.isfinite(unfolded).all()

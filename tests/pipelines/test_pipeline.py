@@ -203,16 +203,16 @@ def test_window_rules_on_repeated_windows(recognizer, two_seconds):
 
 
 def test_long_clip_is_windowed_by_default(recognizer, two_seconds, caplog):
-    """A 36 s clip (longer than Whisper's 30 s) is cut into 10 s windows overlapping by 10/6 s on each side and
-    every sample is scored (no "only its start is used" truncation); a clip of 10 s or less is one window."""
+    """A 36 s clip (longer than Whisper's 30 s) is cut into 3 s windows overlapping by 0.5 s on each side and every
+    sample is scored (no "only its start is used" truncation); a clip of 3 s or less is one window."""
     clip = np.tile(two_seconds, 18)
     with caplog.at_level("WARNING"):
         result = recognizer(clip, sampling_rate=16000, return_windows=True)
     assert "only its start is used" not in caplog.text
     spans = [(w["start"], w["end"]) for w in result["windows"]]
-    assert spans[0] == (0.0, 10.0) and spans[-1][1] == 36.0
-    assert all(b[0] == pytest.approx(a[0] + 10.0 - 2 * 10.0 / 6, abs=1e-3) for a, b in zip(spans, spans[1:]))
-    assert len(recognizer(clip[: 10 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 1
-    assert len(recognizer(clip[: 20 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 3
+    assert spans[0] == (0.0, 3.0) and spans[-1] == (34.0, 36.0) and len(spans) == 18
+    assert all(b[0] == pytest.approx(a[0] + 2.0, abs=1e-6) for a, b in zip(spans, spans[1:]))
+    assert len(recognizer(clip[: 3 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 1
+    assert len(recognizer(clip[: 20 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 10
     with pytest.raises(ValueError, match="at most the encoder's 30 s"):
         recognizer(clip, sampling_rate=16000, chunk_length_s=40)
