@@ -1,7 +1,8 @@
 """TER: trusted multimodal emotion recognition for transformers.
 
 Importing the package registers the model, the processor and the "trusted-emotion-recognition" pipeline with
-transformers, and the model for `save_pretrained` remote code. The package is laid out by concern:
+transformers, and all three for `save_pretrained` remote code: a saved checkpoint then loads with `AutoModel`,
+`AutoProcessor` and `pipeline(..., trust_remote_code=True)` in a project without this package. The package is laid out by concern:
 
 - `models/`: the config, the model and its building blocks (what `save_pretrained` copies as remote code);
 - `processing/`: the processor and the audio / video readers;
@@ -17,18 +18,20 @@ Only `models/`, `processing/` and `pipelines/` load with the package; the rest (
 PyAV, OpenCV, scikit-learn, matplotlib, openSMILE) load when imported.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoProcessor
 
 from .models import EMOTION_LABELS, MODALITIES, TERConfig, TERForEmotionRecognition, TEROutput, TERPreTrainedModel
 from .models.evidential import TrustedCELoss
 from .pipelines import TrustedEmotionRecognitionPipeline  # registers "trusted-emotion-recognition"
-from .processing import TERProcessor  # registers AutoProcessor for TERConfig
+from .processing import TERProcessor
 
 AutoConfig.register(TERConfig.model_type, TERConfig)
 AutoModel.register(TERConfig, TERForEmotionRecognition)
 AutoModelForSequenceClassification.register(TERConfig, TERForEmotionRecognition)
+AutoProcessor.register(TERConfig, TERProcessor, exist_ok=True)
 TERConfig.register_for_auto_class()
 TERForEmotionRecognition.register_for_auto_class("AutoModel")
+TERProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "EMOTION_LABELS",

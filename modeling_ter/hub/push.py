@@ -25,7 +25,7 @@ from huggingface_hub.utils.sha import git_hash, sha_fileobj
 logger = logging.getLogger(__name__)
 
 # What a model repo gets from a checkpoint folder, and nothing else: weights, config, processor and tokenizer files,
-# the remote code, the card, its plots and the evaluation JSON. Training states (checkpoints/epoch_N with optimizer
+# the remote code, the card, its plots, the evaluation JSON and what it was trained on. Training states (checkpoints/epoch_N with optimizer
 # state and pickles), stray evaluation files and caches stay local.
 CHECKPOINT_ALLOW = [
     "*.safetensors",
@@ -45,6 +45,7 @@ CHECKPOINT_ALLOW = [
     "*.py",
     "README.md",
     "eval_results.json",
+    "training_data.json",
     "plots/*.png",
 ]
 CHECKPOINT_IGNORE = ["checkpoints/*", "*__pycache__*", "*.pyc", ".*"]

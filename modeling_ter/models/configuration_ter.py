@@ -5,6 +5,7 @@ of the `modeling_ter` package.
 """
 
 import copy
+import os
 from typing import Any, Optional, Union
 
 from transformers import AutoConfig, PreTrainedConfig
@@ -15,6 +16,8 @@ MODALITIES = ("audio", "text", "video")
 FUSION_RULES = ("dempster_shafer", "evidence_average", "confidence_weighted")
 POOLING_MODES = ("mean", "cls")
 FACE_CNN_MODEL_TYPE = "ter_face_cnn"
+# The task of the pipeline that `save_pretrained` saves with the model (modeling_ter/pipelines).
+PIPELINE_TASK = "trusted-emotion-recognition"
 
 # The shared label vocabulary of the corpora loaders (modeling_ter/corpora.py), in id order.
 EMOTION_LABELS = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
@@ -41,6 +44,20 @@ def backbone_dimensions(backbone: Union[dict, PreTrainedConfig]) -> tuple[int, i
     return backbone_config.hidden_size, backbone_config.num_hidden_layers
 
 
+def portable_name(name_or_path: Optional[str]) -> Optional[str]:
+    """A backbone's `_name_or_path` as it may be saved and pushed: a Hub ID or name, never a local folder.
+
+    A path that is absolute, starts with `.` or `~`, or names an existing folder is reduced to its last component
+    (`/root/.cache/ter/whisper-tiny.en` -> `whisper-tiny.en`); Hub IDs (`org/name`) and names are kept.
+    """
+    if not name_or_path:
+        return name_or_path
+    name = os.fspath(name_or_path)
+    if os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or os.path.isdir(name):
+        return os.path.basename(os.path.normpath(name))
+    return name
+
+
 def normalize_modality_config(modality: str, modality_config: Union[dict, PreTrainedConfig, None]) -> Optional[dict]:
     """Validates one modality's sub-config and fills in what follows from its backbone.
 
@@ -59,6 +76,8 @@ def normalize_modality_config(modality: str, modality_config: Union[dict, PreTra
     backbone = modality_config.get("backbone")
     if isinstance(backbone, PreTrainedConfig):
         backbone = backbone.to_dict()
+    if backbone is not None and backbone.get("_name_or_path"):
+        backbone = {**backbone, "_name_or_path": portable_name(backbone["_name_or_path"])}
     if backbone is not None and "model_type" not in backbone:
         raise ValueError(
             f"modality_configs[{modality!r}]['backbone'] needs a 'model_type' (e.g. 'whisper', 'bert', 'vit')."
@@ -224,6 +243,27 @@ class TERConfig(PreTrainedConfig):
     def modalities(self) -> tuple[str, ...]:
         """The configured modalities, in the fixed order audio, text, video."""
         return tuple(m for m in MODALITIES if m in self.modality_configs)
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """The `custom_pipelines` entry of config.json (the pipeline's remote code, written by `save_pretrained`).
+
+        Where this config class is the one registered with `AutoConfig` (the `modeling_ter` package is imported) and
+        the task is registered with `transformers.pipeline`, the saved entry is hidden: `pipeline(task, model=...)`
+        then uses the package's pipeline without `trust_remote_code` (transformers demands it for any task listed
+        here). It stays in `to_dict()`, so a saved checkpoint keeps it for projects without the package.
+        """
+        saved = self.__dict__.get("custom_pipelines") or {}
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+        from transformers.pipelines import PIPELINE_REGISTRY
+
+        if self.model_type not in CONFIG_MAPPING or CONFIG_MAPPING[self.model_type] is not type(self):
+            return saved
+        return {task: info for task, info in saved.items() if task not in PIPELINE_REGISTRY.supported_tasks}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value
 
     def modality_config(self, modality: str) -> dict:
         """The sub-config of `modality`; `ValueError` when the model has no such modality."""

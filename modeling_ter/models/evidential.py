@@ -94,6 +94,31 @@ def fuse_opinions(evidence: torch.Tensor, present: torch.Tensor, rule: str) -> t
     )
 
 
+def dempster_shafer_pool(evidence: torch.Tensor, present: torch.Tensor, max_evidence: float = 1e20) -> torch.Tensor:
+    """Dempster-Shafer combination of many opinions (e.g. the windows of a long clip), without overflow.
+
+    The evidence form of the rule multiplies: `1 + e / K = prod_i (1 + e_i / K)`, so `N` agreeing opinions grow the
+    evidence exponentially in `N` (float32 overflows after a few hundred windows). The product is summed in log space
+    in float64; when the largest class evidence would pass `max_evidence`, the whole vector is scaled down to it,
+    which keeps the ratios between classes (hence the label) and a confidence of `1 - K / S` ~ 1.
+
+    Args:
+        evidence: `(num_opinions, num_labels)`, non-negative.
+        present: `(num_opinions,)` bool; absent opinions are vacuous and drop out.
+        max_evidence: the cap on the largest class evidence.
+
+    Returns:
+        `(num_labels,)` pooled evidence, in `evidence`'s dtype.
+    """
+    num_classes = evidence.shape[-1]
+    log_growth = (torch.log1p(evidence.double() / num_classes) * present.unsqueeze(-1)).sum(0)  # log(1 + e / K)
+    excess = (log_growth.max() - math.log(max_evidence / num_classes)).clamp_min(0.0)
+    pooled = torch.where(
+        excess > 0, num_classes * torch.exp(log_growth - excess), num_classes * torch.expm1(log_growth)
+    )
+    return pooled.to(evidence.dtype)
+
+
 def pairwise_conflict(evidence: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Conflict between every pair of present modalities.
 

@@ -11,6 +11,7 @@ torch, safetensors and transformers.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -21,11 +22,19 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput, cached_file
 
-from .configuration_ter import FACE_CNN_MODEL_TYPE, MODALITIES, TERConfig, backbone_dimensions
+from .configuration_ter import (
+    FACE_CNN_MODEL_TYPE,
+    MODALITIES,
+    PIPELINE_TASK,
+    TERConfig,
+    backbone_dimensions,
+    portable_name,
+)
 from .domain import MahalanobisDomain
 from .evidential import (
     TrustedCELoss,
     calibrated_confidence,
+    dempster_shafer_pool,
     fuse_opinions,
     opinion_from_evidence,
     pairwise_conflict,
@@ -73,22 +82,27 @@ class TEREvidentialHead(nn.Module):
         return F.softplus(self.out_proj(hidden))
 
 
-def load_pretrained_backbone(source: str) -> tuple[dict, dict[str, torch.Tensor]]:
+def load_pretrained_backbone(source: str, name: Optional[str] = None) -> tuple[dict, dict[str, torch.Tensor]]:
     """Config dict and state dict of a pretrained backbone (local folder or Hub ID) through `from_pretrained`.
 
     Encoder-decoder checkpoints (Whisper) give their encoder's weights; `ter_face_cnn` folders load our face CNN.
+    The config's `_name_or_path` is `name`, or the source reduced to a portable name (a Hub ID stays, a local folder
+    becomes its last component), so that no local path is saved with a TER checkpoint.
     """
     with open(cached_file(source, "config.json"), encoding="utf-8") as config_file:
         config_dict = json.load(config_file)
     if config_dict.get("model_type") == FACE_CNN_MODEL_TYPE:
-        return config_dict, load_safetensors(cached_file(source, "model.safetensors"))
-    backbone = AutoModel.from_pretrained(source)
-    if backbone.config.is_encoder_decoder:
-        backbone = backbone.get_encoder()
-        config_dict = AutoConfig.from_pretrained(source).to_dict()
+        state_dict = load_safetensors(cached_file(source, "model.safetensors"))
     else:
-        config_dict = backbone.config.to_dict()
-    return config_dict, backbone.state_dict()
+        backbone = AutoModel.from_pretrained(source)
+        if backbone.config.is_encoder_decoder:
+            backbone = backbone.get_encoder()
+            config_dict = AutoConfig.from_pretrained(source).to_dict()
+        else:
+            config_dict = backbone.config.to_dict()
+        state_dict = backbone.state_dict()
+    config_dict["_name_or_path"] = portable_name(name or os.fspath(source))
+    return config_dict, state_dict
 
 
 class TERModalityEncoder(nn.Module):
@@ -224,10 +238,39 @@ class TERPreTrainedModel(PreTrainedModel):
 
     config_class = TERConfig
     base_model_prefix = "ter"
-    main_input_name = "text_input_ids"
     # `activation_checkpointing_enable()` reaches every backbone layer that supports it (transformers'
     # `GradientCheckpointingLayer`s: Whisper, BERT, ...); the heads and the face CNN are too small to need it.
     supports_gradient_checkpointing = True
+
+    @property
+    def main_input_name(self) -> str:
+        """The input that is always there for the first of the model's modalities (Trainer counts inputs with it):
+        `audio_input_features` (Whisper) or `audio_input_values` (waveform backbones), `text_input_ids`,
+        `video_pixel_values`, or `<modality>_embeds` for a modality without a backbone."""
+        modality = self.config.modalities[0]
+        encoders = self.__dict__.get("_modules", {}).get("encoders")
+        if encoders is None or modality not in encoders:
+            return f"{modality}_embeds"
+        backbone = encoders[modality].backbone
+        return f"{modality}_{getattr(backbone, 'main_input_name', 'pixel_values')}"
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus the "trusted-emotion-recognition" pipeline when it is registered in
+        this process (`import modeling_ter`): its file is copied next to the weights and config.json lists it in
+        `custom_pipelines`, so `pipeline(model=save_directory, trust_remote_code=True)` works without the package."""
+        from transformers.dynamic_module_utils import custom_object_save
+        from transformers.pipelines import PIPELINE_REGISTRY
+
+        registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
+        if registered is not None:
+            # The entry `Pipeline.save_pretrained` writes: classes as "module.Class" / class names.
+            impl = registered["impl"]
+            info = {**registered, "impl": f"{impl.__module__.split('.')[-1]}.{impl.__name__}"}
+            info["pt"] = tuple(model_class.__name__ for model_class in registered["pt"])
+            self.config.custom_pipelines = {PIPELINE_TASK: info}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if registered is not None and kwargs.get("is_main_process", True):
+            custom_object_save(registered["impl"], save_directory)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -245,13 +288,35 @@ class TERPreTrainedModel(PreTrainedModel):
 
 
 class TERForEmotionRecognition(TERPreTrainedModel):
-    """TER: per-modality evidential opinions fused by confidence, with optional encoders for raw inputs.
+    r"""TER: per-modality evidential opinions fused by confidence, with optional encoders for raw inputs.
 
-    Every modality's input comes either raw (`audio_input_features` / `audio_input_values` + `audio_attention_mask`,
-    `text_input_ids` + `text_attention_mask`, `video_pixel_values` `(batch, frames, channels, height, width)` +
-    `video_frame_mask`) or as precomputed pooled features `<modality>_embeds` of shape `(batch, embed_dim)` or
-    `(batch, num_feature_layers, embed_dim)`. A modality without inputs, or masked out for a sample by
-    `modality_mask`, is the vacuous opinion and drops out of the fusion exactly.
+    The checkpoint's `AutoProcessor` (`TERProcessor`) makes these inputs from raw audio, text and video; every
+    modality's input comes either raw or as precomputed pooled features:
+
+    | input | shape | what |
+    |---|---|---|
+    | `audio_input_features` | `(batch_size, num_mel_bins, frames)` | log-mel features (Whisper backbones) |
+    | `audio_input_values` | `(batch_size, samples)` | the waveform (wav2vec2-style backbones) |
+    | `audio_attention_mask` | `(batch_size, frames)` or `(batch_size, samples)` | 1 on real frames / samples |
+    | `text_input_ids`, `text_attention_mask` (`text_token_type_ids`) | `(batch_size, tokens)` | the tokenized text |
+    | `video_pixel_values` | `(batch_size, num_frames, channels, height, width)` | face crops (64x64 grey) |
+    | `video_frame_mask` | `(batch_size, num_frames)` | `True` on frames with a face |
+    | `<modality>_embeds` | `(batch_size, embed_dim)` or `(batch_size, num_feature_layers, embed_dim)` | pooled features instead of raw inputs |
+    | `modality_mask` | `(batch_size, num_modalities)` bool | which modality each sample has, columns in `config.modalities` order |
+
+    A modality without inputs, or masked out for a sample by `modality_mask`, is the vacuous opinion and drops out
+    of the fusion exactly. `main_input_name` is the first modality's always-present input (e.g.
+    `audio_input_features` for a Whisper audio + text model).
+
+    Examples:
+
+    ```python
+    >>> from transformers import AutoModel, AutoProcessor
+    >>> model = AutoModel.from_pretrained("path/to/ter-checkpoint", trust_remote_code=True)  # doctest: +SKIP
+    >>> processor = AutoProcessor.from_pretrained("path/to/ter-checkpoint", trust_remote_code=True)  # doctest: +SKIP
+    >>> inputs = processor(audio=[waveform], sampling_rate=16000, text=["I can't believe it!"])  # doctest: +SKIP
+    >>> model(**inputs).confidence  # doctest: +SKIP
+    ```
     """
 
     def __init__(self, config: TERConfig):
@@ -303,6 +368,7 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         text: Optional[str] = None,
         video: Optional[str] = None,
         modality_options: Optional[dict[str, dict]] = None,
+        backbone_names: Optional[dict[str, str]] = None,
         **config_kwargs: Any,
     ) -> "TERForEmotionRecognition":
         """Builds a TER model around pretrained encoders (local folders or Hub IDs), loaded with `from_pretrained`.
@@ -310,6 +376,8 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         Args:
             audio, text, video: checkpoint of each modality's backbone; any subset.
             modality_options: extra sub-config keys per modality, e.g. `{"audio": {"use_weighted_layer_sum": True}}`.
+            backbone_names: the name saved as each backbone's `_name_or_path` (e.g. the Hub ID a local folder is a
+                copy of); by default a Hub ID source itself, or a folder's last path component.
             config_kwargs: further `TERConfig` arguments (`id2label`, `fusion`, ...).
         """
         sources = {m: s for m, s in zip(MODALITIES, (audio, text, video)) if s is not None}
@@ -319,7 +387,8 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         unknown = sorted(set(modality_options) - set(sources))
         if unknown:
             raise ValueError(f"modality_options names {unknown}, which have no encoder here ({sorted(sources)}).")
-        pretrained = {m: load_pretrained_backbone(source) for m, source in sources.items()}
+        names = backbone_names or {}
+        pretrained = {m: load_pretrained_backbone(source, names.get(m)) for m, source in sources.items()}
         modality_configs = {
             m: {"backbone": backbone_config, **modality_options.get(m, {})}
             for m, (backbone_config, _) in pretrained.items()
@@ -475,7 +544,35 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 scale = scale * self.domains[modality].evidence_scale(pooled, distance[:, index])
             domain_scale[:, index] = scale
             evidence[:, index] = self.heads[modality](pooled) * scale[:, None]
+        output = self.fuse(evidence, present, labels, global_step, distance, domain_scale)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
 
+    def fuse(
+        self,
+        evidence: torch.Tensor,
+        present: torch.Tensor,
+        labels: Optional[torch.LongTensor] = None,
+        global_step: Optional[int] = None,
+        domain_distance: Optional[torch.Tensor] = None,
+        domain_scale: Optional[torch.Tensor] = None,
+    ) -> TEROutput:
+        """The output for given per-modality evidence: opinions, their fusion, confidence, trust, conflict, loss.
+
+        Args:
+            evidence (`torch.FloatTensor` of shape `(batch_size, num_modalities, num_labels)`): non-negative evidence
+                of each modality (`modality_alpha - 1` of an earlier output, already through the domain gates), zero
+                where absent.
+            present (`torch.BoolTensor` of shape `(batch_size, num_modalities)`): which modalities are present.
+            labels, global_step: as in `forward`.
+            domain_distance, domain_scale (`torch.FloatTensor` of shape `(batch_size, num_modalities)`, *optional*):
+                what the domain gates measured, reported as given (zeros and the presence mask when not given).
+        """
+        evidence = evidence * present.unsqueeze(-1)
+        if domain_distance is None:
+            domain_distance = torch.zeros(present.shape, dtype=evidence.dtype, device=evidence.device)
+        if domain_scale is None:
+            domain_scale = present.to(evidence.dtype)
         modality_alpha, _, modality_uncertainty = opinion_from_evidence(evidence)
         alpha = fuse_opinions(evidence, present, self.config.fusion)
         strength = alpha.sum(-1, keepdim=True)
@@ -489,7 +586,7 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         if labels is not None:
             loss = self._loss(alpha, modality_alpha, present, labels, global_step)
 
-        output = TEROutput(
+        return TEROutput(
             loss=loss,
             logits=torch.log(probs),
             alpha=alpha,
@@ -502,11 +599,27 @@ class TERForEmotionRecognition(TERPreTrainedModel):
             modality_confidence=calibrated_confidence(modality_alpha, self.config.confidence_measure, slope, intercept),
             modality_mask=present,
             conflict=pairwise_conflict(evidence, present),
-            modality_domain_distance=distance,
+            modality_domain_distance=domain_distance,
             modality_domain_scale=domain_scale,
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+
+    def combine_windows(self, evidence: torch.Tensor, present: torch.Tensor, rule: str) -> torch.Tensor:
+        """Pools the opinions of one modality over consecutive windows of a long input into one opinion.
+
+        Args:
+            evidence (`torch.FloatTensor` of shape `(num_windows, num_labels)`): each window's evidence.
+            present (`torch.BoolTensor` of shape `(num_windows,)`): the windows that count (a silent one does not).
+            rule (`str`): `"dempster_shafer"` (windows as independent witnesses: evidence grows with their number,
+                see `dempster_shafer_pool`) or `"evidence_average"` (the mean evidence of the counted windows).
+
+        Returns:
+            `torch.FloatTensor` of shape `(num_labels,)`: the pooled evidence.
+        """
+        if rule == "dempster_shafer":
+            return dempster_shafer_pool(evidence, present)
+        if rule == "evidence_average":
+            return fuse_opinions(evidence.unsqueeze(0), present.unsqueeze(0), rule)[0] - 1.0
+        raise ValueError(f"Windows are combined by 'dempster_shafer' or 'evidence_average', got {rule!r}.")
 
     def _loss(
         self, alpha: torch.Tensor, modality_alpha: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, step

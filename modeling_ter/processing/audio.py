@@ -1,7 +1,10 @@
-"""Audio input/output for TER: decode files with soundfile, down-mix to mono, resample with a polyphase filter.
+"""Audio input/output for TER: decode files, down-mix to mono, resample with a polyphase filter.
 
-Only `soundfile` (libsndfile: WAV, FLAC, MP3, OGG) and `scipy.signal.resample_poly` are used; librosa,
-torchaudio and `datasets.Audio` decoding (which needs torchcodec) are deliberately avoided.
+Audio files are read with `soundfile` (libsndfile: WAV, FLAC, MP3, OGG); the audio track of a video container (MP4,
+FLV, MKV, ...) with PyAV; resampling uses `scipy.signal.resample_poly`. librosa, torchaudio and `datasets.Audio`
+decoding (which needs torchcodec) are deliberately avoided. This file also travels with a checkpoint as remote code:
+each of those packages is imported only when it is needed (a waveform already at the model's rate needs none of
+them), and a missing one raises an `ImportError` that says which `pip install` fixes it.
 
 Examples:
 
@@ -17,25 +20,36 @@ Examples:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
 import struct
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
-import soundfile as sf
-from scipy.signal import resample_poly
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+# Containers whose audio track PyAV decodes (`load_audio` falls back to PyAV for any other file libsndfile refuses).
+CONTAINER_EXTENSIONS = (".mp4", ".m4a", ".flv", ".mkv", ".webm", ".avi", ".mov")
 # A 2-D array is read as (T, C) or (C, T): the channel axis is the one no longer than this.
 MAX_CHANNELS = 8
 
 
 class AudioDecodeError(ValueError):
     """An audio file exists but cannot be decoded into finite, non-empty samples (zero-length, corrupt, truncated)."""
+
+
+def import_optional(module: str, install: str, purpose: str) -> ModuleType:
+    """Imports `module`, or raises an `ImportError` saying that `purpose` needs it and that `pip install {install}`
+    fixes it. (`importlib` keeps these optional imports out of the remote-code import check of transformers.)"""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(f"{purpose} needs the `{module}` package: `pip install {install}`.") from error
 
 
 def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -52,8 +66,9 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
         raise ValueError(f"`resample` expects a mono waveform of shape (T,), got shape {waveform.shape}.")
     if orig_sr == target_sr:
         return waveform
+    signal = import_optional("scipy.signal", "scipy", "Resampling audio")
     g = math.gcd(int(orig_sr), int(target_sr))
-    return resample_poly(waveform, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
+    return signal.resample_poly(waveform, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
 
 
 def _finalize(
@@ -123,8 +138,47 @@ def _wav_missing_bytes(path: Path) -> int:
     return 0
 
 
+def load_container_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio track of a media container (MP4, FLV, MKV, ...) with PyAV into float32 mono.
+
+    Returns:
+        `np.ndarray` of shape `(T,)` at `sampling_rate` Hz.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        AudioDecodeError: the file cannot be opened, has no audio track, or its audio does not decode.
+        ImportError: PyAV is not installed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Media file not found: '{path}'. Fix the path, or drop its audio modality.")
+    av = import_optional("av", "av", f"Reading the audio track of '{path.name}'")
+    fix = "check that it is a complete media file with an audio track, or drop its audio modality"
+    chunks, orig_sr = [], None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"The file '{path}' has no audio track: {fix}.")
+            stream = container.streams.audio[0]
+            for frame in container.decode(stream):
+                samples = frame.to_ndarray()  # (channels, samples), or (1, samples * channels) when interleaved
+                if frame.format.is_packed:
+                    samples = samples.reshape(-1, len(frame.layout.channels)).T
+                if np.issubdtype(samples.dtype, np.integer):
+                    samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max + 1)
+                chunks.append(samples.astype(np.float32).mean(axis=0))
+                orig_sr = frame.sample_rate
+    except av.FFmpegError as err:
+        raise AudioDecodeError(f"Cannot decode the audio track of '{path}' ({err}): {fix}.") from err
+    mono = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return _finalize(
+        mono, orig_sr or sampling_rate, sampling_rate, f"The audio track of '{path}'", fix, AudioDecodeError
+    )
+
+
 def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarray:
-    """Decode an audio file (WAV, FLAC, MP3, OGG) into float32 mono at `sampling_rate` Hz.
+    """Decode an audio file (WAV, FLAC, MP3, OGG with soundfile) or the audio track of a media container (MP4, FLV,
+    MKV, ... with PyAV) into float32 mono at `sampling_rate` Hz.
 
     Returns:
         `np.ndarray` of shape `(T,)`.
@@ -132,8 +186,11 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     Raises:
         FileNotFoundError: the file does not exist.
         AudioDecodeError: the file is empty, corrupt, truncated, or holds NaN/inf samples.
+        ImportError: the decoder this file needs (soundfile, or PyAV for a container) is not installed.
     """
     path = Path(path)
+    if path.suffix.lower() in CONTAINER_EXTENSIONS:
+        return load_container_audio(path, sampling_rate)
     if not path.is_file():
         raise FileNotFoundError(
             f"Audio file not found: '{path}'. Fix the path, or drop the audio modality for that row."
@@ -141,6 +198,7 @@ def load_audio(path: str | os.PathLike, sampling_rate: int = 16000) -> np.ndarra
     fix = "re-encode it (e.g. `ffmpeg -i in -ar 16000 -ac 1 out.flac`), or drop the audio modality for that row"
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"Audio file '{path}' is empty (0 bytes): {fix}.")
+    sf = import_optional("soundfile", "soundfile", "Reading audio files")
     try:
         info = sf.info(str(path))
         data, orig_sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)

@@ -1,6 +1,10 @@
 """TER processor: audio files or arrays, transcripts and face videos -> the inputs of `TERForEmotionRecognition`.
 
-Importing this module registers `TERProcessor` with `AutoProcessor` for `TERConfig`.
+`save_pretrained` copies this file and its siblings `audio.py` and `video.py` next to the checkpoint as remote code
+(`auto_map` in processor_config.json), so it imports nothing else of the `modeling_ter` package; `modeling_ter`
+registers it with `AutoProcessor` for `TERConfig`. Audio arrays and text need only the dependencies of transformers;
+audio files need soundfile (PyAV for a video container's audio track), resampling needs scipy, face video needs PyAV
+and OpenCV: each is imported when first needed.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
-from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer, BatchFeature
+from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
 
-from ..models.configuration_ter import FACE_CNN_MODEL_TYPE, MODALITIES, TERConfig
 from .audio import load_audio, prepare_waveform
 
 # The face crops' side; `video.py` (PyAV + OpenCV) is imported only when a video is processed.
 FACE_IMAGE_SIZE = 64
+# `MODALITIES` and `FACE_CNN_MODEL_TYPE` of configuration_ter.py, which this remote-code file cannot import (it
+# travels with the processor, not with the model); tests/processing/test_processing.py checks that they agree.
+MODALITIES = ("audio", "text", "video")
+FACE_CNN_MODEL_TYPE = "ter_face_cnn"
 
 logger = logging.getLogger(__name__)
 
@@ -225,22 +232,32 @@ class TERProcessor(ProcessorMixin):
         features["modality_mask"] = np.array([present], dtype=bool)
         return features
 
-    def _encode_audio(self, value: AudioInput, sampling_rate: Optional[int]) -> dict[str, np.ndarray]:
+    def load_waveform(self, value: AudioInput, sampling_rate: Optional[int] = None) -> np.ndarray:
+        """One audio sample as a mono waveform `(T,)` at the feature extractor's rate.
+
+        Args:
+            value: a file path (audio file, or a video container whose audio track is decoded), a waveform `(T,)`,
+                `(T, C)` or `(C, T)`, or a dict with `array` (or `raw`) and `sampling_rate` (or with `path`).
+            sampling_rate: the rate of a waveform array.
+        """
         target_rate = self.feature_extractor.sampling_rate
         if isinstance(value, Mapping):
-            if "array" not in value and "path" in value:
+            if "array" not in value and "raw" not in value and "path" in value:
                 value = value["path"]
             else:
-                value, sampling_rate = value.get("array"), value.get("sampling_rate")
+                value, sampling_rate = value.get("array", value.get("raw")), value.get("sampling_rate")
         if isinstance(value, (str, os.PathLike)):
-            waveform = load_audio(value, sampling_rate=target_rate)
-        else:
-            if sampling_rate is None:
-                raise ValueError(
-                    "An audio waveform given as an array needs its rate: pass sampling_rate= to the processor (or "
-                    "{'array': ..., 'sampling_rate': ...})."
-                )
-            waveform = prepare_waveform(np.asarray(value), sampling_rate, target_rate)
+            return load_audio(value, sampling_rate=target_rate)
+        if sampling_rate is None:
+            raise ValueError(
+                "An audio waveform given as an array needs its rate: pass sampling_rate= (or "
+                "{'array': ..., 'sampling_rate': ...})."
+            )
+        return prepare_waveform(np.asarray(value), sampling_rate, target_rate)
+
+    def _encode_audio(self, value: AudioInput, sampling_rate: Optional[int]) -> dict[str, np.ndarray]:
+        target_rate = self.feature_extractor.sampling_rate
+        waveform = self.load_waveform(value, sampling_rate)
         max_samples = getattr(self.feature_extractor, "n_samples", None)  # Whisper: 30 s
         if max_samples is not None and len(waveform) > max_samples:
             logger.warning(
@@ -326,7 +343,5 @@ class TERProcessor(ProcessorMixin):
                 batch[mask_name][~modality_mask[:, index], 0] = 1
         return BatchFeature(batch, tensor_type=return_tensors)
 
-
-AutoProcessor.register(TERConfig, TERProcessor, exist_ok=True)
 
 __all__ = ["TERProcessor"]

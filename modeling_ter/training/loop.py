@@ -28,12 +28,12 @@ from trusted_f1.trusted_metrics import trusted_scores
 
 from ..data.augmentation import modality_dropout
 from ..data.feature_cache import compute_features, encode_missing
-from ..data.manifest import load_manifest_dataset, speaker_folds_of
+from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_splits
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
 from ..evaluation.predict import collect_outputs
 from ..evaluation.report import evaluation_report, opinion_report
-from ..hub.model_card import build_model_card
+from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
 from .arguments import TERTrainingArguments
@@ -344,10 +344,13 @@ def train(args: TERTrainingArguments) -> dict:
     report = None
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
+        training_data = summarize_splits(splits, args.manifest)
         if args.cross_fits:
-            report = finalize_cross_fitted(args, final, processor, split_data[0], crossfit, folds, output_dir)
+            report = finalize_cross_fitted(
+                args, final, processor, split_data[0], crossfit, folds, output_dir, training_data
+            )
         else:
-            report = finalize(args, final, processor, split_data[1], modalities, output_dir)
+            report = finalize(args, final, processor, split_data[1], modalities, output_dir, training_data)
         held_out = "the cross-fitted held-out opinions" if args.cross_fits else "validation"
         accelerator.print(
             f"Trusted threshold strategies on {held_out} (the checkpoint stores {args.threshold_strategy}, "
@@ -364,8 +367,11 @@ def train(args: TERTrainingArguments) -> dict:
     return report
 
 
-def finalize(args, model, processor, validation: dict, modalities, output_dir: Path) -> dict:
-    """Calibrates the trusted threshold on validation data and writes the complete checkpoint atomically."""
+def finalize(
+    args, model, processor, validation: dict, modalities, output_dir: Path, training_data: dict | None = None
+) -> dict:
+    """Calibrates the trusted threshold on validation data and writes the complete checkpoint atomically, with
+    `training_data.json` (corpora, items, speakers of each split, from `summarize_splits`) that the card reads."""
     if args.finetune == "lora":
         model = model.merge_and_unload()
     model.eval()
@@ -387,11 +393,13 @@ def finalize(args, model, processor, validation: dict, modalities, output_dir: P
         compare_strategies=True,
         target_precision=args.target_precision,
     )
-    write_checkpoint(model, processor, report, fused, output_dir, split="validation (speaker-disjoint)")
+    write_checkpoint(model, processor, report, fused, output_dir, "validation (speaker-disjoint)", training_data)
     return report
 
 
-def finalize_cross_fitted(args, model, processor, train: dict, crossfit: CrossFit, folds, output_dir: Path) -> dict:
+def finalize_cross_fitted(
+    args, model, processor, train: dict, crossfit: CrossFit, folds, output_dir: Path, training_data: dict
+) -> dict:
     """Fits the domain gates, the confidence calibration and the trusted threshold on the cross-fitted held-out
     opinions, scores those opinions (every training speaker by heads that never saw it) and writes the checkpoint."""
     model.eval()
@@ -421,11 +429,13 @@ def finalize_cross_fitted(args, model, processor, train: dict, crossfit: CrossFi
             for m in model.domains
         },
     }
-    write_checkpoint(model, processor, report, fused, output_dir, split="cross-fitted over speaker folds")
+    write_checkpoint(model, processor, report, fused, output_dir, "cross-fitted over speaker folds", training_data)
     return report
 
 
-def write_checkpoint(model, processor, report: dict, fused: dict, output_dir: Path, split: str) -> None:
+def write_checkpoint(
+    model, processor, report: dict, fused: dict, output_dir: Path, split: str, training_data: dict | None
+) -> None:
     """Weights, config, processor, remote code, eval_results.json, plots and card, published atomically."""
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = output_dir / f".final.incomplete-{os.getpid()}"
@@ -433,7 +443,9 @@ def write_checkpoint(model, processor, report: dict, fused: dict, output_dir: Pa
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     write_json_atomic(report, staging / "eval_results.json")
+    if training_data is not None:
+        write_json_atomic(training_data, staging / TRAINING_DATA_FILE)
     threshold = model.config.trusted_threshold
     save_plots(fused["correct"], fused["confidences"], threshold, staging / "plots")
-    build_model_card(report, model.config, output_path=staging / "README.md", split=split)
+    build_model_card(report, model.config, output_path=staging / "README.md", split=split, training_data=training_data)
     publish(staging, output_dir)

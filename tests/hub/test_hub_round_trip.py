@@ -14,13 +14,17 @@ import torch
 from transformers import BertConfig, WhisperConfig
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
+from modeling_ter.encoders.defaults import build_default_processor
+from modeling_ter.processing.audio import load_audio
 from trusted_f1.trusted_metrics import trusted_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+EMODB_CLIP = REPO_ROOT / "data" / "emodb" / "wav" / "03a01Wa.flac"
+CREMA_VIDEO = REPO_ROOT / "data" / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
 PUSH_SCRIPT = REPO_ROOT / "scripts" / "push_to_hub.py"
 
 
-def tiny_ter_with_every_backbone() -> TERForEmotionRecognition:
+def tiny_ter_with_every_backbone(text_vocab_size: int = 40) -> TERForEmotionRecognition:
     """Random tiny Whisper (audio), BERT (text) and our face CNN (video): every raw-input path of the remote code."""
     torch.manual_seed(0)
     whisper = WhisperConfig(
@@ -32,14 +36,17 @@ def tiny_ter_with_every_backbone() -> TERForEmotionRecognition:
         encoder_ffn_dim=24,
         decoder_ffn_dim=24,
         num_mel_bins=80,
-        max_source_positions=50,
+        max_source_positions=1500,  # 30 s of mel frames, as the real Whisper (the pipeline feeds clips that long)
         vocab_size=60,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
         decoder_start_token_id=1,
+        name_or_path=str(REPO_ROOT / "local-folder" / "tiny-whisper"),  # as a backbone loaded from a local folder
     )
-    bert = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24)
+    bert = BertConfig(
+        vocab_size=text_vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24
+    )
     face = {"model_type": "ter_face_cnn", "block_channels": [8, 16], "hidden_size": 16}
     config = TERConfig(
         modality_configs={
@@ -148,7 +155,7 @@ def test_push_then_load_model_and_metric_in_a_fresh_environment(hub_server, hub_
     python = fresh_environment(tmp_path / "venv")
     client = subprocess.run(
         [str(python), "-c", CLIENT, *(str(tmp_path / name) for name in ("inputs.pt", "out.pt", "scores.json"))],
-        env=hub_env,
+        env={k: v for k, v in hub_env.items() if k != "PYTHONPATH"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -167,3 +174,125 @@ def test_push_then_load_model_and_metric_in_a_fresh_environment(hub_server, hub_
     assert remote_metric.keys() == local_metric.keys()
     for key, value in local_metric.items():
         assert np.isclose(remote_metric[key], value, rtol=1e-12, equal_nan=True), key
+
+
+# The checkpoint user's project: no modeling_ter, and (to show that arrays and text need only transformers' own
+# dependencies) soundfile, scipy, PyAV and OpenCV made unimportable.
+CHAIN_CLIENT = textwrap.dedent(
+    """
+    import importlib.util, json, sys
+    for blocked in ("soundfile", "scipy", "av", "cv2"):
+        sys.modules[blocked] = None  # import raises ImportError; find_spec says not installed
+    assert importlib.util.find_spec("modeling_ter") is None
+    import numpy as np
+    from huggingface_hub import snapshot_download
+    from transformers import AutoProcessor, pipeline
+    waveform, text, video = np.load(sys.argv[1]), sys.argv[2], sys.argv[3]
+    folder = snapshot_download("org/ter-chain")
+    out = {}
+    for where, source in (("hub", "org/ter-chain"), ("folder", folder)):
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+        out[where + "_processor"] = [type(processor).__name__, type(processor).__module__]
+        by_task = pipeline("trusted-emotion-recognition", model=source, trust_remote_code=True)
+        by_model = pipeline(model=source, trust_remote_code=True)
+        out[where + "_task"] = by_task({"audio": waveform, "sampling_rate": 16000, "text": text})
+        out[where + "_model"] = by_model(waveform, sampling_rate=16000)
+    try:
+        by_task({"video": video})
+    except ImportError as error:
+        out["video_error"] = str(error)
+    print(json.dumps(out))
+    """
+)
+
+
+def _no_local_path(value) -> bool:
+    if isinstance(value, dict):
+        return all(_no_local_path(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_local_path(v) for v in value)
+    return not (isinstance(value, str) and (value.startswith(("/", "~", "./")) or ":\\" in value))
+
+
+def test_processor_and_pipeline_load_from_the_hub_and_a_folder_without_the_package(hub_server, hub_env, tmp_path):
+    """A main-job-shaped checkpoint (model, processor, card, evaluation, plots, training states) pushed to the Hub:
+    only the allow-list goes up, with no local path in config.json, and a project without this package gets the
+    TER processor and the pipeline (by task and by model) from the Hub and from a folder, with the same results."""
+    processor = build_default_processor()
+    model = tiny_ter_with_every_backbone(text_vocab_size=processor.tokenizer.vocab_size)
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+    (checkpoint / "README.md").write_text("---\nlibrary_name: transformers\n---\n# tiny TER\n")
+    (checkpoint / "eval_results.json").write_text(json.dumps({"overall": {"accuracy": 0.5}}))
+    (checkpoint / "plots").mkdir()
+    (checkpoint / "plots" / "reliability.png").write_bytes(b"\x89PNG\r\n\x1a\n\0")
+    (checkpoint / "training_data.json").write_text(json.dumps({"manifest": "manifest.csv", "corpora": {}}))
+    (checkpoint / "eval.json").write_text("{}")
+    state = checkpoint / "checkpoints" / "epoch_1"
+    state.mkdir(parents=True)
+    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl", "scheduler.bin"):
+        (state / name).write_bytes(b"state")
+    pushed = subprocess.run(
+        [sys.executable, str(PUSH_SCRIPT), str(checkpoint), "org/ter-chain"],
+        env=hub_env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+
+    # Server side: what the Hub holds.
+    head = hub_server.head("model", "org/ter-chain")
+    assert not [p for p in head.files if p.startswith("checkpoints/") or p.endswith((".pkl", ".bin"))], head.files
+    assert "eval.json" not in head.files
+    assert {
+        "processor_config.json",
+        "trusted_emotion_recognition.py",
+        "processing_ter.py",
+        "audio.py",
+        "video.py",
+        "training_data.json",
+        "eval_results.json",
+        "plots/reliability.png",
+    } <= set(head.files)
+    config = json.loads(hub_server.read_file(head.files["config.json"]))
+    assert _no_local_path(config), config
+    assert config["modality_configs"]["audio"]["backbone"]["_name_or_path"] == "tiny-whisper"  # was a local folder
+    assert "trusted-emotion-recognition" in config["custom_pipelines"]
+
+    # The same inputs through the pipeline with the package installed (no trust_remote_code needed).
+    from transformers import pipeline
+
+    waveform = load_audio(EMODB_CLIP)
+    text = "Der Lappen liegt auf dem Eisschrank."
+    local = pipeline("trusted-emotion-recognition", model=str(checkpoint))
+    expected_task = local({"audio": waveform, "sampling_rate": 16000, "text": text})
+    expected_model = local(waveform, sampling_rate=16000)
+    np.save(tmp_path / "waveform.npy", waveform)
+
+    python = fresh_environment(tmp_path / "venv")
+    client = subprocess.run(
+        [str(python), "-c", CHAIN_CLIENT, str(tmp_path / "waveform.npy"), text, str(CREMA_VIDEO)],
+        env={k: v for k, v in hub_env.items() if k != "PYTHONPATH"},  # a source checkout on it would be found
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert client.returncode == 0, client.stderr[-4000:]
+    remote = json.loads(client.stdout.strip().splitlines()[-1])
+    for where in ("hub", "folder"):
+        name, module = remote[where + "_processor"]
+        assert name == "TERProcessor" and module.startswith("transformers_modules"), (name, module)
+        for kind, expected in (("task", expected_task), ("model", expected_model)):
+            got = remote[f"{where}_{kind}"]
+            assert got["label"] == expected["label"], (where, kind)
+            assert abs(got["confidence"] - expected["confidence"]) <= 1e-6, (where, kind)
+            assert got["modalities"].keys() == expected["modalities"].keys()
+            assert [m["present"] for m in got["modalities"].values()] == [
+                m["present"] for m in expected["modalities"].values()
+            ]
+    assert expected_task["modalities"]["text"]["present"] and not expected_model["modalities"]["text"]["present"]
+    assert "pip install av" in remote["video_error"], remote["video_error"]

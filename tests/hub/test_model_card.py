@@ -3,6 +3,7 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
@@ -154,3 +155,65 @@ def test_missing_template_and_plot(tmp_path, eval_results):
         build_model_card(eval_results, template_path=tmp_path / "nope.md")
     with pytest.raises(FileNotFoundError, match="plot"):
         build_model_card(eval_results, output_path=tmp_path / "README.md", plots=["plots/missing.png"])
+
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+CORPUS_NAMES = {"emodb": "EmoDB", "crema_d": "CREMA-D", "meld": "MELD"}
+CORPORA_LICENCE = {"emodb": "research use", "crema_d": "ODbL 1.0", "meld": "GPL-3.0"}
+
+
+def _eval_results_for(corpora: list[str]) -> dict:
+    rng = random.Random(3)
+    return {"overall": _metrics(rng), "corpora": {c: {"fused": _metrics(rng)} for c in corpora}}
+
+
+def test_card_of_the_demo_run_names_what_it_trained_on(tmp_path, config):
+    """The main job's split of data/manifest.csv: every corpus with its licence and the manifest's counts."""
+    from modeling_ter.data.manifest import load_manifest_dataset, summarize_splits
+
+    splits = load_manifest_dataset(DATA / "manifest.csv", validation_fraction=0.2, seed=42)
+    training_data = summarize_splits(splits, DATA / "manifest.csv")
+    assert training_data["manifest"] == "manifest.csv"  # a name, not a local path
+    emodb = training_data["corpora"]["emodb"]
+    speakers = {s: len(set(splits[s].filter(lambda r: r["corpus"] == "emodb")["speaker_id"])) for s in splits}
+    assert {s: emodb["splits"][s]["speakers"] for s in splits} == speakers
+    assert sum(n["items"] for c in training_data["corpora"].values() for n in c["splits"].values()) == sum(
+        len(splits[s]) for s in splits
+    )
+    (tmp_path / "training_data.json").write_text(json.dumps(training_data))
+    # The card reads training_data.json beside it; evaluation covered only two of the three corpora.
+    text = build_model_card(_eval_results_for(["emodb", "meld"]), config, output_path=tmp_path / "README.md").text
+    training = text[text.index("### Training Data") : text.index("### Training Procedure")]
+    for key, name in CORPUS_NAMES.items():
+        row = next(line for line in training.splitlines() if line.startswith(f"| {name}"))
+        assert key in training_data["corpora"] and f"(`{key}`)" in row
+        assert CORPORA_LICENCE[key] in row, (key, row)
+        counts = training_data["corpora"][key]["splits"]
+        for key in ("items", "speakers"):
+            assert f"| {' / '.join(f'{s} {counts[s][key]}' for s in counts)} |" in row, (key, row)
+    assert "Open Database License (ODbL) 1.0" in training  # CREMA-D's attribution
+    assert "10 speakers" not in text and "91 actors" not in text  # the full corpora's counts, not the demo's
+
+
+def test_card_of_a_custom_two_corpus_manifest_names_only_those(tmp_path, config):
+    """A user's own corpora (files borrowed from the demo): both named, with the licence marked as not recorded;
+    no demo corpus, licence or attribution appears anywhere in the card."""
+    from modeling_ter.data.manifest import load_manifest_dataset, summarize_splits
+
+    rows = ["corpus,path,label,speaker_id,modality_files,transcript,language"]
+    for i, clip in enumerate(sorted((DATA / "emodb" / "wav").glob("*.flac"))[:12]):
+        corpus = "callcenter" if i % 2 else "podcasts"
+        rows.append(f"{corpus},{clip},{['anger', 'neutral'][i % 4 // 2]},spk{i % 6},{clip},,de")
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    splits = load_manifest_dataset(manifest, validation_fraction=0.3, seed=0)
+    training_data = summarize_splits(splits, manifest)
+    assert list(training_data["corpora"]) == ["podcasts", "callcenter"]
+    card = build_model_card(_eval_results_for(["podcasts", "callcenter"]), config, training_data=training_data)
+    text = card.text
+    for corpus in ("podcasts", "callcenter"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {corpus} (`{corpus}`)"))
+        assert "licence" in row and "not recorded" in row
+    for absent in (*CORPUS_NAMES.values(), "Friends", "ODbL", "GPL-3.0", "Burkhardt", "Poria", "Cao et al"):
+        assert absent not in text, absent
+    assert card.data.datasets == ["podcasts", "callcenter"] and card.data.language == ["de"]

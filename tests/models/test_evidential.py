@@ -206,3 +206,25 @@ def test_confidence_weighted_all_vacuous_is_vacuous_with_finite_gradient():
     assert alpha.tolist() == [[1.0] * 4, [1.0] * 4]
     alpha.lgamma().sum().backward()
     assert torch.isfinite(evidence.grad).all()
+
+
+def test_dempster_shafer_pool_is_the_pairwise_rule_and_never_overflows():
+    from modeling_ter.models.evidential import dempster_shafer_evidence, dempster_shafer_pool
+
+    generator = torch.Generator().manual_seed(0)
+    evidence = torch.rand(5, 4, generator=generator, dtype=torch.float64) * 3
+    present = torch.tensor([True, True, False, True, True])
+    folded = torch.zeros(4, dtype=torch.float64)
+    for row in evidence[present]:
+        folded = dempster_shafer_evidence(folded, row)
+    assert torch.allclose(dempster_shafer_pool(evidence, present), folded, rtol=1e-12)
+    # 300 agreeing float32 opinions: the fold overflows to inf (and the probabilities to NaN); the pool stays finite
+    # with the same label and a confidence of ~1.
+    many = torch.tensor([[4.0, 1.0, 0.5, 0.2]]).repeat(300, 1)
+    pooled = dempster_shafer_pool(many, torch.ones(300, dtype=torch.bool))
+    assert torch.isfinite(pooled).all() and pooled.argmax() == 0 and pooled.max() == pytest.approx(1e20, rel=1e-6)
+    assert 1 - 4 / (pooled + 1).sum() == pytest.approx(1.0)
+    unfolded = torch.zeros(4)
+    for row in many:
+        unfolded = dempster_shafer_evidence(unfolded, row)
+    assert not torch.isfinite(unfolded).all()

@@ -364,3 +364,48 @@ def test_activation_checkpointing_reaches_the_backbones_and_keeps_the_gradients(
     assert plain.keys() == checkpointed.keys()
     for name, gradient in plain.items():
         torch.testing.assert_close(checkpointed[name], gradient, rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    "modalities, expected",
+    [
+        ({}, "audio_embeds"),  # audio without a backbone: its pooled features are its input
+        ({"audio": None, "text": {"backbone": TINY_BERT}}, "text_input_ids"),
+        ({"audio": None, "text": None, "video": {"backbone": {"model_type": "ter_face_cnn", "hidden_size": 6}}}, None),
+    ],
+    ids=["audio-embeds", "text-backbone", "video-face-cnn"],
+)
+def test_main_input_name_is_the_first_modality_input(modalities, expected):
+    if expected is None:
+        modalities["video"]["backbone"]["block_channels"] = [4, 6]
+        expected = "video_pixel_values"
+    model = TERForEmotionRecognition(tiny_config(modalities))
+    assert model.main_input_name == expected
+
+
+def test_main_input_name_of_a_whisper_audio_model():
+    from transformers import WhisperConfig
+
+    whisper = WhisperConfig(
+        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=24, decoder_ffn_dim=24, max_source_positions=50, vocab_size=60, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    model = TERForEmotionRecognition(tiny_config({"audio": {"backbone": whisper.to_dict()}}))
+    assert model.main_input_name == "audio_input_features"
+
+
+def test_no_local_path_is_saved_as_a_backbone_name(tmp_path):
+    from modeling_ter.encoders.defaults import FER_FACE_ENCODER_DIR
+
+    model = TERForEmotionRecognition.from_encoders_pretrained(video=str(FER_FACE_ENCODER_DIR), head_hidden_size=4)
+    assert model.config.modality_config("video")["backbone"]["_name_or_path"] == "fer2013_mini_xception"
+    named = TERForEmotionRecognition.from_encoders_pretrained(
+        video=str(FER_FACE_ENCODER_DIR), backbone_names={"video": "org/face-cnn"}, head_hidden_size=4
+    )
+    assert named.config.modality_config("video")["backbone"]["_name_or_path"] == "org/face-cnn"
+    bert = {**TINY_BERT, "_name_or_path": str(tmp_path / "my-bert")}
+    config = tiny_config({"text": {"backbone": bert}})
+    assert config.modality_config("text")["backbone"]["_name_or_path"] == "my-bert"
+    hub_id = tiny_config({"text": {"backbone": {**TINY_BERT, "_name_or_path": "google-bert/bert-base-uncased"}}})
+    assert hub_id.modality_config("text")["backbone"]["_name_or_path"] == "google-bert/bert-base-uncased"

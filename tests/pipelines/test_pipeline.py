@@ -5,9 +5,11 @@ import inspect
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from transformers import Pipeline, pipeline
+from transformers import pipeline
+from transformers.pipelines.base import ChunkPipeline
 
 from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 from modeling_ter.pipelines.trusted_emotion_recognition import TrustedEmotionRecognitionPipeline
@@ -107,8 +109,10 @@ def test_trusted_follows_the_calibrated_threshold(recognizer, monkeypatch):
 
 
 def test_bad_inputs(recognizer):
-    with pytest.raises(ValueError, match="takes a dict"):
-        recognizer("just a string")
+    with pytest.raises(FileNotFoundError, match="just-a-name.flac"):
+        recognizer("just-a-name.flac")  # a plain string is an audio file, as in the audio-classification pipeline
+    with pytest.raises(ValueError, match="takes an audio clip"):
+        recognizer(42)
     with pytest.raises(ValueError, match="Unknown input keys \\['image'\\]"):
         recognizer({"image": "x.png"})
     with pytest.raises(ValueError, match="no usable modality"):
@@ -127,9 +131,88 @@ def test_from_a_checkpoint_folder(recognizer, results, tmp_path_factory):
 
 
 def test_get_iterator_override_still_mirrors_upstream():
-    """Our `get_iterator` is `Pipeline.get_iterator` with another collate function: when upstream's body changes,
-    re-read it, carry the change over, and record the new digest here."""
-    source = inspect.getsource(Pipeline.get_iterator)
+    """Our `get_iterator` is `ChunkPipeline.get_iterator` with another collate function: when upstream's body
+    changes, re-read it, carry the change over, and record the new digest here."""
+    source = inspect.getsource(ChunkPipeline.get_iterator)
     assert hashlib.sha256(source.encode()).hexdigest() == (
-        "c171ef18b67c058f895e8b8d559880b65f63e7dea3606881f78847f8328b861e"
-    ), "transformers changed Pipeline.get_iterator: update TrustedEmotionRecognitionPipeline.get_iterator"
+        "933fe6c3bb165227701d0739abf6087b5352b0baee6120e7cf24e0a9a5af7825"
+    ), "transformers changed ChunkPipeline.get_iterator: update TrustedEmotionRecognitionPipeline.get_iterator"
+
+
+@pytest.fixture(scope="module")
+def two_seconds():
+    """The first 2.0 s of an EmoDB utterance, 16 kHz."""
+    from modeling_ter.processing.audio import load_audio
+
+    waveform = load_audio(EMODB)
+    assert len(waveform) >= 32000
+    return waveform[:32000]
+
+
+def test_inputs_users_type(recognizer, results, two_seconds):
+    """A plain path or array is the audio (as in the audio-classification pipeline); a container gives its audio."""
+    as_dict = results["audio_only"]
+    assert recognizer(str(EMODB))["confidence"] == pytest.approx(as_dict["confidence"], abs=1e-6)
+    array_result = recognizer(two_seconds, sampling_rate=16000)
+    assert array_result == recognizer({"array": two_seconds, "sampling_rate": 16000})
+    assert array_result["modalities"]["audio"]["present"] and not array_result["modalities"]["text"]["present"]
+    from_container = recognizer({"audio": str(CREMA_VIDEO)})
+    from_flac = recognizer({"audio": str(CREMA_AUDIO)})
+    assert from_container["label"] == from_flac["label"]
+    assert from_container["confidence"] == pytest.approx(from_flac["confidence"], abs=1e-3)
+    with_track = recognizer({"video": str(CREMA_VIDEO), "text": "Don't forget a jacket"}, use_video_audio=True)
+    assert [entry["present"] for entry in with_track["modalities"].values()] == [True, True, True]
+    assert with_track["confidence"] == pytest.approx(
+        recognizer({**INPUTS["audio_video_text"], "audio": str(CREMA_VIDEO)})["confidence"], abs=1e-6
+    )
+    without = recognizer({"video": str(CREMA_VIDEO)})
+    assert not without["modalities"]["audio"]["present"]
+
+
+def test_silent_windows_do_not_dilute_speech(recognizer, two_seconds):
+    """2 s of speech then 20 s of silence, in 2 s windows: the silent windows are masked, so the pooled audio opinion
+    is the speech window's own; without the silence mask they pull it towards the silent windows' opinion."""
+    alone = recognizer(two_seconds, sampling_rate=16000)
+    padded = np.concatenate([two_seconds, np.zeros(20 * 16000, dtype=np.float32)])
+    options = dict(sampling_rate=16000, chunk_length_s=2.0, stride_length_s=0.0, return_windows=True)
+    masked = recognizer(padded, **options)
+    assert [w["speech"] for w in masked["windows"]] == [True] + [False] * 10
+    assert [(w["start"], w["end"]) for w in masked["windows"]][:2] == [(0.0, 2.0), (2.0, 4.0)]
+    assert masked["confidence"] == pytest.approx(alone["confidence"], abs=1e-6)
+    assert masked["label"] == alone["label"] == masked["windows"][0]["label"]
+    diluted = recognizer(padded, **options, silence_db=None, window_fusion="evidence_average")
+    assert all(w["speech"] for w in diluted["windows"])
+    # Averaged evidence over all 11 windows: S = mean_w S_w with S_w = K / (1 - c_w), so c = 1 - K / S.
+    num_labels = len(recognizer.model.config.id2label)
+    strengths = [num_labels / (1.0 - w["confidence"]) for w in diluted["windows"]]
+    assert diluted["confidence"] == pytest.approx(1.0 - num_labels / np.mean(strengths), abs=1e-5)
+    assert abs(diluted["confidence"] - alone["confidence"]) > 1e-4
+
+
+def test_window_rules_on_repeated_windows(recognizer, two_seconds):
+    """Three identical windows: evidence averaging keeps the one window's opinion, Dempster-Shafer grows its
+    confidence (independent witnesses agreeing)."""
+    alone = recognizer(two_seconds, sampling_rate=16000)
+    tiled = np.tile(two_seconds, 3)
+    options = dict(sampling_rate=16000, chunk_length_s=2.0, stride_length_s=0.0)
+    average = recognizer(tiled, **options, window_fusion="evidence_average")
+    dempster_shafer = recognizer(tiled, **options, window_fusion="dempster_shafer")
+    assert average["confidence"] == pytest.approx(alone["confidence"], abs=1e-6)
+    assert dempster_shafer["confidence"] > alone["confidence"] + 1e-3
+    assert average["label"] == dempster_shafer["label"] == alone["label"]
+
+
+def test_long_clip_is_windowed_by_default(recognizer, two_seconds, caplog):
+    """A 36 s clip (longer than Whisper's 30 s) is cut into 3 s windows overlapping by 0.5 s on each side and every
+    sample is scored (no "only its start is used" truncation); a clip of 3 s or less is one window."""
+    clip = np.tile(two_seconds, 18)
+    with caplog.at_level("WARNING"):
+        result = recognizer(clip, sampling_rate=16000, return_windows=True)
+    assert "only its start is used" not in caplog.text
+    spans = [(w["start"], w["end"]) for w in result["windows"]]
+    assert spans[0] == (0.0, 3.0) and spans[-1] == (34.0, 36.0) and len(spans) == 18
+    assert all(b[0] == pytest.approx(a[0] + 2.0, abs=1e-6) for a, b in zip(spans, spans[1:]))
+    assert len(recognizer(clip[: 3 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 1
+    assert len(recognizer(clip[: 20 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 10
+    with pytest.raises(ValueError, match="at most the encoder's 30 s"):
+        recognizer(clip, sampling_rate=16000, chunk_length_s=40)

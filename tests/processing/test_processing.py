@@ -175,3 +175,35 @@ def test_private_loading_hook_still_mirrors_upstream():
     assert hashlib.sha256(source.encode()).hexdigest() == (
         "1bf9804b48f262d0a2a4b55adb75d8a14104e593b9f64f31e62a4e2117e39160"
     ), "transformers changed ProcessorMixin._get_arguments_from_pretrained: check TERProcessor's override"
+
+
+def test_remote_code_constants_agree_with_the_config():
+    """processing_ter.py travels without configuration_ter.py, so it restates two of its constants."""
+    from modeling_ter.models import configuration_ter
+    from modeling_ter.processing import processing_ter
+
+    assert processing_ter.MODALITIES == configuration_ter.MODALITIES
+    assert processing_ter.FACE_CNN_MODEL_TYPE == configuration_ter.FACE_CNN_MODEL_TYPE
+
+
+def test_video_container_audio_track_is_the_clip_audio():
+    """`{"audio": "clip.flv"}`: PyAV decodes the container's audio track; it is CREMA-D's own 16 kHz audio."""
+    from_container = load_audio(CREMA_VIDEO)
+    shipped = load_audio(CREMA_AUDIO)
+    assert abs(len(from_container) - len(shipped)) <= 16  # within 1 ms
+    n = min(len(from_container), len(shipped))
+    assert np.corrcoef(from_container[:n], shipped[:n])[0, 1] > 0.999
+
+
+def test_missing_optional_decoders_name_their_pip_install(monkeypatch):
+    import sys
+
+    from modeling_ter.processing import audio
+
+    for module, fix in (("soundfile", "pip install soundfile"), ("av", "pip install av")):
+        monkeypatch.setitem(sys.modules, module, None)
+        with pytest.raises(ImportError, match=fix):
+            load_audio(EMODB_A if module == "soundfile" else CREMA_VIDEO)
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)
+    with pytest.raises(ImportError, match="pip install scipy"):
+        audio.resample(np.zeros(100, dtype=np.float32), 8000, 16000)

@@ -211,7 +211,21 @@ def test_checkpoint_is_complete(trained):
         "risk_coverage.png",
         "trusted_metrics_vs_threshold.png",
     ]
-    assert "Trusted" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "Trusted" in card
+    # What it trained on, as the card states it: counted from the manifest's splits.
+    training_data = json.loads((out / "training_data.json").read_text())
+    for corpus, counts in training_data["corpora"].items():
+        row = next(line for line in card.splitlines() if f"(`{corpus}`)" in line and line.startswith("| "))
+        items = " / ".join(f"{split} {n['items']}" for split, n in counts["splits"].items())
+        assert f"| {items} |" in row, (corpus, row)
+    assert {"processing_ter.py", "audio.py", "video.py", "trusted_emotion_recognition.py"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert "trusted-emotion-recognition" in config["custom_pipelines"]
+    assert json.loads((out / "processor_config.json").read_text())["auto_map"] == {
+        "AutoProcessor": "processing_ter.TERProcessor"
+    }
     results = json.loads((out / "eval_results.json").read_text())
     assert set(results["overall"]) == METRIC_KEYS | {"thresholds"}
     assert set(results["overall"]["thresholds"]) == {"max_f1", "break_even", "target_precision"}
