@@ -456,11 +456,9 @@ def load_recognizer(model: str, revision: str | None = None) -> TrustedEmotionRe
 
 
 def run_recognizer(recognizer: TrustedEmotionRecognitionPipeline, inputs: Mapping[str, Any]) -> tuple[dict, list]:
-    """`(output, modality_probs)`: the pipeline's own output for `inputs` (the same steps as `recognizer(inputs)`)
-    and each modality's expected class probabilities `(num_modalities, num_labels)`, which the output lacks."""
-    model_inputs = recognizer.preprocess(inputs)
-    model_outputs = recognizer.forward(model_inputs)
-    return recognizer.postprocess(model_outputs), model_outputs["modality_probs"][0].tolist()
+    """`(output, None)`: the pipeline's own output for `inputs`; each modality's class probabilities come with it
+    (`output["modalities"][m]["scores"]`), so no separate `(num_modalities, num_labels)` array is needed."""
+    return recognizer(dict(inputs)), None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

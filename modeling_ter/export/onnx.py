@@ -57,7 +57,16 @@ MANIFEST_NAME = "onnx_export.json"
 FUSION_GRAPH = "heads_and_fusion.onnx"
 # The TEROutput fields the fusion graph gives (`trusted` only when the checkpoint has a calibrated threshold);
 # `modality_mask` is its input (it receives every modality's features).
-FUSION_OUTPUTS = ("probs", "confidence", "trusted", "modality_alpha", "modality_confidence", "conflict")
+FUSION_OUTPUTS = (
+    "probs",
+    "confidence",
+    "trusted",
+    "modality_alpha",
+    "modality_confidence",
+    "conflict",
+    "modality_domain_distance",
+    "modality_domain_scale",
+)
 # The length axis of each raw input besides the batch axis 0 (mel features are (batch, mel bins, frames)).
 LENGTH_AXIS = {"audio_input_features": 2}
 
@@ -284,6 +293,15 @@ class ONNXTERModel:
 
         self.encoders = {m: session(entry["file"]) for m, entry in self.manifest["encoders"].items()}
         self.fusion = session(self.manifest["fusion"]["file"])
+
+    def fuse(self, *args: Any, **kwargs: Any) -> TEROutput:
+        """`TERForEmotionRecognition.fuse`: opinions fused from given evidence, tensor math on `self.config` alone (no
+        weights), as the pipeline pools the windows of long audio."""
+        return TERForEmotionRecognition.fuse(self, *args, **kwargs)
+
+    def combine_windows(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """`TERForEmotionRecognition.combine_windows` (tensor math, no weights)."""
+        return TERForEmotionRecognition.combine_windows(self, *args, **kwargs)
 
     def eval(self) -> "ONNXTERModel":
         """No-op (the graphs are exported in eval mode); as `nn.Module.eval`, so callers need not tell them apart."""

@@ -68,6 +68,10 @@ def audio_windows(num_samples: int, chunk: int, stride_left: int, stride_right: 
 OUT_OF_DOMAIN_SCALE = 0.5
 
 
+def _by_score(entry: dict) -> float:
+    return -entry["score"]
+
+
 class TrustedEmotionRecognitionPipeline(ChunkPipeline):
     r"""
     Emotion recognition from any subset of audio, text and face video, with a confidence, a trust decision and the
@@ -95,7 +99,8 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
         - `trusted`: `confidence >= config.trusted_threshold`, or `None` while the checkpoint has no calibrated
           threshold.
         - `scores`: every class, `[{"label", "score"}]` sorted by score (as the audio-classification pipeline).
-        - `modalities`: `{name: {"present", "confidence", "label", "domain_scale", "out_of_domain", "reason"}}`:
+        - `modalities`: `{name: {"present", "confidence", "label", "scores", "domain_scale", "out_of_domain",
+          "reason"}}`: `scores` is the modality's own opinion (expected probabilities, sorted);
           `domain_scale` is the factor the modality's domain gate left of its evidence (1: familiar input), and
           `reason` says why an opinion is (near-)vacuous: `"missing"` or `"out of domain"` (scale below 0.5), else
           `None`; a missing modality (not given, empty text, no
@@ -331,6 +336,7 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
         present = output.modality_mask[0].tolist()
         confidence = output.modality_confidence[0].tolist()
         own_label = output.modality_alpha[0].argmax(-1).tolist()
+        own_probs = (output.modality_alpha[0] / output.modality_alpha[0].sum(-1, keepdim=True)).tolist()
         scale = output.modality_domain_scale[0].tolist()
         modalities = {}
         for m, name in enumerate(names):
@@ -339,6 +345,11 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
                 "present": present[m],
                 "confidence": confidence[m] if present[m] else None,
                 "label": id2label[own_label[m]] if present[m] else None,
+                "scores": (
+                    sorted(({"label": id2label[k], "score": p} for k, p in enumerate(own_probs[m])), key=_by_score)
+                    if present[m]
+                    else None
+                ),
                 "domain_scale": scale[m] if present[m] else None,
                 "out_of_domain": out_of_domain,
                 # Why this modality's opinion is (near-)vacuous, if it is: no usable input, or an input unlike

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..data.augmentation import modality_dropout
 from ..data.feature_cache import CachedFeatures
@@ -83,17 +84,19 @@ def fit_heads(
     epochs: int,
     args,
     seed: int,
+    batch_size: int,
     held_out: torch.Tensor | None = None,
 ) -> tuple[TERForEmotionRecognition, list[torch.Tensor]]:
     """Fresh heads (seed `seed`) trained on the cached items `rows` for `epochs` epochs, as the training loop does
-    (Adam, Trusted CE with the KL annealed over `args.annealing_epochs` epochs of steps, modality dropout if asked).
+    (Adam, Trusted CE with the KL annealed over `args.annealing_epochs` epochs of steps, modality dropout if asked),
+    in one process with the run's effective batch (`batch_size`: per process x processes x accumulation steps).
 
     Returns:
         The model and, after every epoch, the per-modality evidence `(len(held_out), M, K)` of the `held_out` items.
     """
     torch.manual_seed(seed)
     model = TERForEmotionRecognition(heads_config(config))
-    steps_per_epoch = math.ceil(len(rows) / args.batch_size)
+    steps_per_epoch = math.ceil(len(rows) / batch_size)
     model.trusted_ce.annealing_steps = max(1, round(args.annealing_epochs * steps_per_epoch))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     order_generator = torch.Generator().manual_seed(seed)
@@ -102,8 +105,8 @@ def fit_heads(
     for _ in range(epochs):
         model.train()
         order = rows[torch.randperm(len(rows), generator=order_generator)]
-        for start in range(0, len(order), args.batch_size):
-            index = order[start : start + args.batch_size]
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
             batch = _inputs(features, index)
             if "modality_dropout" in args.augmentations:
                 batch["modality_mask"] = modality_dropout(batch["modality_mask"], args.modality_dropout, dropout_rng)
@@ -131,20 +134,22 @@ def cross_fit(
     labels: torch.Tensor,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     args,
+    batch_size: int,
+    show_progress: bool = False,
 ) -> CrossFit:
     """Heads trained per speaker fold for up to `args.epochs` epochs; E* and the held-out evidence at E*.
 
     Args:
-        folds: `(train_idx, test_idx)` speaker-disjoint folds of the cached items (`data.manifest.speaker_folds`).
+        folds: `(train_idx, test_idx)` speaker-disjoint folds of the cached items (`data.manifest.speaker_folds_of`).
+        batch_size: the run's effective batch, so that the fold models do not depend on the number of processes.
     """
     num_items = features.mask.shape[0]
     per_epoch = torch.zeros(args.epochs, num_items, len(config.modalities), config.num_labels)
     fold_of = np.zeros(num_items, dtype=np.int64)
-    for j, (train_idx, test_idx) in enumerate(folds):
+    for j, (train_idx, test_idx) in enumerate(tqdm(folds, desc="cross-fitting folds", disable=not show_progress)):
         held_out = torch.as_tensor(test_idx)
-        _, history = fit_heads(
-            config, features, labels, torch.as_tensor(train_idx), args.epochs, args, args.seed + j, held_out
-        )
+        rows = torch.as_tensor(train_idx)
+        _, history = fit_heads(config, features, labels, rows, args.epochs, args, args.seed + j, batch_size, held_out)
         for epoch, evidence in enumerate(history):
             per_epoch[epoch, held_out] = evidence
         fold_of[test_idx] = j

@@ -268,7 +268,11 @@ def train(args: TERTrainingArguments) -> dict:
         num_folds = min(args.calibration_folds, len(set(zip(train["corpora"], train["speakers"]))))
         folds = speaker_folds_of(train["corpora"], train["speakers"], num_folds, args.seed)
         accelerator.print(f"Cross-fitting the heads over {num_folds} speaker folds, up to {args.epochs} epochs each")
-        crossfit = cross_fit(model.config, train["features"], torch.as_tensor(train["labels"]), folds, args)
+        effective_batch = args.batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+        labels = torch.as_tensor(train["labels"])
+        crossfit = cross_fit(
+            model.config, train["features"], labels, folds, args, effective_batch, accelerator.is_local_main_process
+        )
         epochs = crossfit.epochs
         accelerator.print(
             f"Lowest held-out NLL after {epochs} epochs ({crossfit.nll[epochs - 1]:.4f}; after 1 epoch "

@@ -11,9 +11,11 @@ from scipy.signal import welch
 
 from modeling_ter.data.augmentation import (
     add_noise,
+    babble,
     blank_frames,
     colored_noise,
     measured_snr_db,
+    mix_at_snr,
     modality_dropout,
     noise_frames,
     swap_text,
@@ -57,13 +59,28 @@ def test_noise_spectrum_slopes():
     assert np.mean(pink**2) == pytest.approx(1.0) and np.mean(white**2) == pytest.approx(1.0)
     assert _spectrum_slope(pink) == pytest.approx(-1.0, abs=PINK_SLOPE_TOLERANCE)
     assert _spectrum_slope(white) == pytest.approx(0.0, abs=PINK_SLOPE_TOLERANCE)
+    brown = colored_noise((2**17,), "brown", np.random.default_rng(2))
+    assert _spectrum_slope(brown) == pytest.approx(-2.0, abs=PINK_SLOPE_TOLERANCE)
+
+
+def test_babble_mixes_other_utterances_at_the_asked_snr():
+    rng = np.random.default_rng(0)
+    utterances = [rng.standard_normal(800 + 100 * i) for i in range(6)]
+    noise = babble(utterances, 2, talkers=4, rng=np.random.default_rng(1))
+    assert noise.shape == (1000,)
+    # built from four of the other utterances (equal power each), never from the clip itself
+    assert abs(np.corrcoef(noise, utterances[2])[0, 1]) < 0.1
+    noisy = mix_at_snr(utterances[2], noise, 5.0)
+    assert measured_snr_db(utterances[2], noisy) == pytest.approx(5.0, abs=1e-9)
+    with pytest.raises(ValueError, match="4 other utterances"):
+        babble(utterances[:3], 0, talkers=4)
 
 
 def test_add_noise_rejects_bad_input():
     with pytest.raises(ValueError, match="silent clip"):
         add_noise(np.zeros(100), 10.0)
     with pytest.raises(ValueError, match="color"):
-        add_noise(np.ones(100), 10.0, "brown")
+        add_noise(np.ones(100), 10.0, "purple")
     with pytest.raises(ValueError, match="finite"):
         add_noise(np.ones(100), float("inf"))
     with pytest.raises(ValueError, match="Generator"):

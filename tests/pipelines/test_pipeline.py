@@ -169,9 +169,14 @@ def test_inputs_users_type(recognizer, results, two_seconds):
     assert not without["modalities"]["audio"]["present"]
 
 
-def test_silent_windows_do_not_dilute_speech(recognizer, two_seconds):
+def test_silent_windows_do_not_dilute_speech(recognizer, two_seconds, monkeypatch):
     """2 s of speech then 20 s of silence, in 2 s windows: the silent windows are masked, so the pooled audio opinion
-    is the speech window's own; without the silence mask they pull it towards the silent windows' opinion."""
+    is the speech window's own; without the silence mask they pull it towards the silent windows' opinion.
+
+    The confidence is read as `1 - u` here (uncalibrated), so that the averaged opinion's can be recomputed from the
+    windows' confidences."""
+    monkeypatch.setattr(recognizer.model.config, "confidence_measure", "uncertainty")
+    monkeypatch.setattr(recognizer.model.config, "confidence_calibration", None)
     alone = recognizer(two_seconds, sampling_rate=16000)
     padded = np.concatenate([two_seconds, np.zeros(20 * 16000, dtype=np.float32)])
     options = dict(sampling_rate=16000, chunk_length_s=2.0, stride_length_s=0.0, return_windows=True)

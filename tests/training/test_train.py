@@ -119,7 +119,7 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
         elif isinstance(value, list):
             flat.update(_flatten(dict(enumerate(value)), f"{prefix}{key}/"))
         else:
-            flat[prefix + key] = value
+            flat[f"{prefix}{key}"] = value
     return flat
 
 
