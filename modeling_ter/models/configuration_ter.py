@@ -154,6 +154,9 @@ class TERConfig(PreTrainedConfig):
         confidence_measure (`str`, *optional*, defaults to `"belief"`): The raw confidence of the fused opinion:
             `"belief"` the belief mass of the predicted class `e_max / S` (0 for the vacuous opinion),
             `"uncertainty"` `1 - u`, `"max_probability"` `max_k p_k`. The uncertainty `u = K / S` is reported as is.
+        evidence_calibration (`dict[str, float]`, *optional*): Per modality, the log of a factor its evidence is
+            multiplied by (a temperature on that modality's opinion, fitted by training on held-out speakers: each
+            modality's heads are over- or under-confident in their own way). Missing modalities keep their evidence.
         confidence_calibration (`list[float]`, *optional*): `[slope, intercept]` of the calibration map: the
             reported confidence is `sigmoid(slope * logit(raw confidence) + intercept)`, fitted by training on
             held-out speakers so that it estimates P(correct). `None` reports the raw confidence.
@@ -185,6 +188,7 @@ class TERConfig(PreTrainedConfig):
         modality_configs: Optional[dict[str, Optional[dict]]] = None,
         fusion: str = "dempster_shafer",
         confidence_measure: str = "belief",
+        evidence_calibration: Optional[dict[str, float]] = None,
         confidence_calibration: Optional[list[float]] = None,
         head_hidden_size: int = 256,
         head_dropout: float = 0.1,
@@ -222,6 +226,7 @@ class TERConfig(PreTrainedConfig):
         self.modality_configs = {m: value for m, value in normalized.items() if value is not None}
         self.fusion = fusion
         self.confidence_measure = confidence_measure
+        self.evidence_calibration = {m: float(v) for m, v in (evidence_calibration or {}).items()} or None
         self.confidence_calibration = (
             None if confidence_calibration is None else [float(v) for v in confidence_calibration]
         )

@@ -11,6 +11,7 @@ torch, safetensors and transformers.
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -543,7 +544,8 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 distance[:, index] = self.domains[modality].distance(pooled).to(dtype)
                 scale = scale * self.domains[modality].evidence_scale(pooled, distance[:, index])
             domain_scale[:, index] = scale
-            evidence[:, index] = self.heads[modality](pooled) * scale[:, None]
+            log_factor = (self.config.evidence_calibration or {}).get(modality, 0.0)
+            evidence[:, index] = self.heads[modality](pooled) * (scale * math.exp(log_factor))[:, None]
         output = self.fuse(evidence, present, labels, global_step, distance, domain_scale)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()

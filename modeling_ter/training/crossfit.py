@@ -31,7 +31,7 @@ from ..data.feature_cache import CachedFeatures
 from ..evaluation.predict import fused_predictions
 from ..models import TERConfig, TERForEmotionRecognition
 from ..models.domain import MahalanobisDomain, fit_mahalanobis, gate_parameters
-from ..models.evidential import fuse_opinions
+from ..models.evidential import calibrated_confidence, fuse_opinions
 from .calibration import fit_platt
 
 # The gate of the measured recipe: evidence whole up to the median held-out distance, falling over (Q99 - median).
@@ -213,3 +213,44 @@ def calibrate_confidence(
     slope, intercept = fit_platt(raw, predictions == labels[rows].numpy(), fit_slope=False)
     config.confidence_calibration = [slope, intercept]
     return slope, intercept
+
+
+def calibrate_modalities(
+    config: TERConfig, evidence: torch.Tensor, present: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
+    """Fits one temperature per modality on held-out opinions and stores it in `config.evidence_calibration`.
+
+    Each modality's evidence `(N, M, K)` is multiplied by `exp(b_m)`; `b` minimises the cross-entropy between the
+    fused opinion's raw confidence and whether its prediction is right (Nelder-Mead from 0: a few parameters, a
+    non-smooth objective since predictions move). A modality's heads can be over-confident on one corpus and
+    under-confident on another; one temperature after the fusion cannot serve both.
+
+    Returns:
+        `{modality: b_m}` for the modalities present in the held-out data.
+    """
+    from scipy.optimize import minimize
+
+    columns = [m for m, used in zip(config.modalities, present.any(0).tolist()) if used]
+    index = [config.modalities.index(m) for m in columns]
+    rows = present.any(1)
+    evidence, present, labels = evidence[rows].double(), present[rows], labels[rows]
+
+    def cross_entropy(log_factors: np.ndarray) -> float:
+        factors = torch.ones(len(config.modalities), dtype=torch.float64)
+        factors[index] = torch.as_tensor(np.exp(log_factors))
+        alpha = fuse_opinions(evidence * factors[None, :, None], present, config.fusion)
+        confidence = calibrated_confidence(alpha, config.confidence_measure).clamp(1e-9, 1 - 1e-9)
+        correct = (alpha.argmax(-1) == labels).double()
+        return float(-(correct * confidence.log() + (1 - correct) * (1 - confidence).log()).mean())
+
+    result = minimize(
+        cross_entropy, np.zeros(len(columns)), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6}
+    )
+    config.evidence_calibration = {m: float(b) for m, b in zip(columns, result.x)}
+    return config.evidence_calibration
+
+
+def apply_evidence_calibration(config: TERConfig, evidence: torch.Tensor) -> torch.Tensor:
+    """`evidence` `(N, M, K)` with each modality's `exp(config.evidence_calibration[m])` applied (as the model does)."""
+    factors = torch.tensor([math.exp((config.evidence_calibration or {}).get(m, 0.0)) for m in config.modalities])
+    return evidence * factors[None, :, None].to(evidence.dtype)

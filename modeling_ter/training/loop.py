@@ -47,7 +47,14 @@ from .checkpointing import (
     register_head_only_checkpoints,
     save_checkpoint,
 )
-from .crossfit import CrossFit, calibrate_confidence, cross_fit, fit_domain_gate
+from .crossfit import (
+    CrossFit,
+    apply_evidence_calibration,
+    calibrate_confidence,
+    calibrate_modalities,
+    cross_fit,
+    fit_domain_gate,
+)
 from .datasets import add_noisy_audio_copies, get_dataloaders
 
 logger = get_logger(__name__)
@@ -418,6 +425,8 @@ def finalize_cross_fitted(
     scored = torch.from_numpy(~train["is_copy"])
     evidence, present = (crossfit.evidence * scale[..., None])[scored], features.mask[scored]
     references, corpora = labels[scored], [c for c, keep in zip(train["corpora"], scored.tolist()) if keep]
+    calibrate_modalities(model.config, evidence, present, references)
+    evidence = apply_evidence_calibration(model.config, evidence)
     calibrate_confidence(model.config, evidence, present, references)
     threshold = select_held_out_threshold(model.config, evidence, present, references, args)
     report, fused = opinion_report(
@@ -427,6 +436,7 @@ def finalize_cross_fitted(
         "folds": len(folds),
         "epochs": crossfit.epochs,
         "held_out_nll": [float(v) for v in crossfit.nll],
+        "evidence_calibration": model.config.evidence_calibration,
         "confidence_calibration": model.config.confidence_calibration,
         "domain_gates": {
             m: {k: model.config.modality_config(m)[k] for k in ("domain_reference", "domain_width")}

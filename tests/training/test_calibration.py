@@ -25,3 +25,41 @@ def test_fit_platt_separable_data_does_not_diverge():
     raw = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8])
     slope, intercept = fit_platt(raw, raw > 0.5)
     assert math.isfinite(slope) and math.isfinite(intercept) and slope > 0
+
+
+def test_per_modality_temperatures_fix_each_modalitys_own_overconfidence():
+    """Two modalities on disjoint items, both right 60 % of the time: belief 0.6 needs evidence 6 on the predicted
+    class (6 / (6 + 4 classes)); audio claims 40 (over-confident), text 2 (under-confident). The fitted log-factors
+    are near log(6/40) and log(6/2), and the model applies them."""
+    import torch
+
+    from modeling_ter import TERConfig, TERForEmotionRecognition
+    from modeling_ter.training.crossfit import apply_evidence_calibration, calibrate_modalities
+
+    rng = np.random.default_rng(0)
+    num, classes = 400, 4
+    labels = torch.as_tensor(rng.integers(0, classes, num))
+    evidence = torch.zeros(num, 2, classes)
+    present = torch.zeros(num, 2, dtype=torch.bool)
+    for i in range(num):
+        modality = i % 2
+        right = rng.uniform() < 0.6  # both are right 60 % of the time
+        predicted = int(labels[i]) if right else int((labels[i] + 1) % classes)
+        strength = 40.0 if modality == 0 else 2.0
+        evidence[i, modality, predicted] = strength
+        present[i, modality] = True
+    config = TERConfig(modality_configs={"audio": {"embed_dim": 3}, "text": {"embed_dim": 3}}, num_labels=classes)
+    factors = calibrate_modalities(config, evidence, present, labels)
+    assert factors["audio"] == pytest.approx(math.log(6 / 40), abs=0.3)
+    assert factors["text"] == pytest.approx(math.log(6 / 2), abs=0.3)
+    assert config.evidence_calibration == factors
+    scaled = apply_evidence_calibration(config, evidence)
+    torch.testing.assert_close(scaled[0, 0], evidence[0, 0] * math.exp(factors["audio"]))
+    model = TERForEmotionRecognition(config).eval()
+    embeds = {"audio_embeds": torch.randn(2, 3), "text_embeds": torch.randn(2, 3)}
+    with torch.no_grad():
+        calibrated = model(**embeds).modality_alpha - 1
+        config.evidence_calibration = None
+        plain = model(**embeds).modality_alpha - 1
+    torch.testing.assert_close(calibrated[:, 0], plain[:, 0] * math.exp(factors["audio"]))
+    torch.testing.assert_close(calibrated[:, 1], plain[:, 1] * math.exp(factors["text"]))
