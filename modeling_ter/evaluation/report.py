@@ -10,6 +10,7 @@ modality present, on the items that have it): the ablation of the fusion.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -84,6 +85,35 @@ def opinion_report(
                 entry[modality] = scores(alone & in_corpus)[0]
         report["corpora"][corpus] = entry
     return report, {"correct": correct, "confidences": confidences}
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float] | None:
+    """The 95 % Wilson score interval of a proportion `successes / trials`; `None` without trials."""
+    if trials == 0:
+        return None
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def threshold_promise(report: dict) -> dict:
+    """What the stored threshold buys, per corpus and overall, with 95 % Wilson intervals: trusted precision
+    (`|T ∩ R| / |T|`) and coverage (`|T| / N`) of the fused opinion on held-out speakers."""
+    promise = {}
+    entries = {"overall": report["overall"], **{c: e["fused"] for c, e in report["corpora"].items()}}
+    for name, metrics in entries.items():
+        trusted = round(metrics["coverage"] * metrics["n"])
+        correct = round(metrics["trusted_precision"] * trusted)
+        promise[name] = {
+            "n": metrics["n"],
+            "trusted": trusted,
+            "trusted_precision": metrics["trusted_precision"] if trusted else None,
+            "trusted_precision_ci95": wilson_interval(correct, trusted),
+            "coverage": metrics["coverage"],
+            "coverage_ci95": wilson_interval(trusted, metrics["n"]),
+        }
+    return promise
 
 
 def evaluation_report(

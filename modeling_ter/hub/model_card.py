@@ -309,6 +309,22 @@ def training_corpora(
     return rows
 
 
+def promise_lines(eval_results: dict[str, Any]) -> list[str]:
+    """One sentence per corpus (and overall) on what the stored threshold buys on held-out speakers, from the
+    report's `promise` block (`evaluation.report.threshold_promise`); empty without one."""
+    lines = []
+    for name, entry in (eval_results.get("promise") or {}).items():
+        label = "All corpora" if name == "overall" else CORPORA.get(name, {}).get("name", name)
+        coverage = entry["coverage_ci95"]
+        text = f"{label}: trusts {entry['trusted']} of {entry['n']} (coverage {entry['coverage']:.3f}, 95 % CI "
+        text += f"{coverage[0]:.3f}-{coverage[1]:.3f})" if coverage else "n/a)"
+        if entry["trusted_precision_ci95"] is not None:
+            low, high = entry["trusted_precision_ci95"]
+            text += f"; of those, {entry['trusted_precision']:.3f} are right (95 % CI {low:.3f}-{high:.3f})"
+        lines.append(text + ".")
+    return lines
+
+
 def build_model_card(
     eval_results: dict[str, Any],
     config: dict[str, Any] | None = None,
@@ -380,6 +396,7 @@ def build_model_card(
         trusted_threshold=(config or {}).get("trusted_threshold"),
         threshold_strategy=(config or {}).get("trusted_threshold_strategy"),
         results_table=results_table(eval_results),
+        promise=promise_lines(eval_results),
         thresholds_tables=thresholds_tables(eval_results),
         plots=_find_plots(plots, card_dir),
         split=split,

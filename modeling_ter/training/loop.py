@@ -32,7 +32,7 @@ from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_s
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
 from ..evaluation.predict import collect_outputs
-from ..evaluation.report import evaluation_report, opinion_report
+from ..evaluation.report import evaluation_report, opinion_report, threshold_promise
 from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
@@ -432,6 +432,7 @@ def finalize_cross_fitted(
     report, fused = opinion_report(
         evidence, present, references.numpy(), corpora, model.config, threshold, True, args.target_precision
     )
+    report["promise"] = threshold_promise(report)
     report["calibration"] = {
         "folds": len(folds),
         "epochs": crossfit.epochs,
