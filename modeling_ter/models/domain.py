@@ -97,12 +97,13 @@ class MahalanobisDomain(nn.Module):
     def distance(self, features: torch.Tensor) -> torch.Tensor:
         """Mahalanobis distance to the nearest class mean: `(batch_size, D)` -> `(batch_size,)` (not squared).
 
-        Computed as a Euclidean distance of whitened vectors (`torch.cdist`), which is accurate in float32 even when
+        Computed as a Euclidean distance of whitened vectors (differences first), which is accurate in float32 even when
         the features are large (no `x^T P x - 2 x^T P mu + mu^T P mu` cancellation). Computed in at least float32.
         """
         dtype = torch.promote_types(features.dtype, torch.float32)
         whitened = features.to(dtype) @ self.whitening.to(dtype).T  # (batch, D)
-        per_class = torch.cdist(whitened, self.whitened_means.to(dtype))  # (batch, K)
+        difference = whitened[:, None, :] - self.whitened_means.to(dtype)[None]  # (batch, K, D); ONNX has no cdist
+        per_class = difference.square().sum(-1).sqrt()  # (batch, K)
         per_class = per_class.masked_fill(~self.class_present, math.inf)
         return per_class.min(-1).values
 
@@ -112,12 +113,11 @@ class MahalanobisDomain(nn.Module):
         1 up to `reference`, then `exp(-((d - reference) / width) ** 2)`; non-finite features give 0. An unfitted
         module returns ones.
         """
-        if not bool(self.fitted):
-            return torch.ones(features.shape[0], dtype=features.dtype, device=features.device)
         d = self.distance(features) if distance is None else distance
         excess = (d - self.reference).clamp_min(0.0) / self.width
-        scale = torch.exp(-excess.square())
-        return torch.nan_to_num(scale, nan=0.0).to(features.dtype)
+        scale = torch.nan_to_num(torch.exp(-excess.square()), nan=0.0)
+        # Branch-free (no data-dependent `if`), so that torch.export / ONNX can trace it.
+        return torch.where(self.fitted, scale, torch.ones_like(scale)).to(features.dtype)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """`evidence_scale(features)`: multiply a modality's evidence `(batch, K)` by `scale[:, None]`."""

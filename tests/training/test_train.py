@@ -126,7 +126,12 @@ def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
 def _assert_close(left: dict, right: dict, tolerance: float) -> None:
     left, right = _flatten(left), _flatten(right)
     assert left.keys() == right.keys()
-    different = {k: (left[k], right[k]) for k in left if not math.isclose(left[k], right[k], abs_tol=tolerance)}
+
+    def close(a, b) -> bool:
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        return math.isclose(a, b, abs_tol=tolerance) if numbers else a == b  # e.g. None where nothing is trusted
+
+    different = {k: (left[k], right[k]) for k in left if not close(left[k], right[k])}
     assert not different, f"metrics differ beyond {tolerance}: {different}"
 
 
