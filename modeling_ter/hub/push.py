@@ -119,6 +119,30 @@ def metric_spec(folder: str | Path, space_id: str) -> FolderSpec:
     return FolderSpec(folder, space_id, "space", tuple(METRIC_ALLOW), tuple(METRIC_IGNORE), space_sdk="gradio")
 
 
+# A demo Space (`modeling_ter.demo.write_demo_space`): its app, requirements, card and the code it imports.
+DEMO_SPACE_ALLOW = [
+    "app.py",
+    "requirements.txt",
+    "README.md",
+    "modeling_ter/*.py",
+    "modeling_ter/*/*.py",
+    "modeling_ter/*/*.md",
+    "modeling_ter/encoders/fer2013_mini_xception/*",
+    "trusted_f1/*.py",
+]
+
+
+def demo_space_spec(folder: str | Path, space_id: str) -> FolderSpec:
+    """Check a demo Space folder written by `write_demo_space`: it needs `app.py` and a README with the Space header."""
+    folder = Path(folder).expanduser().resolve()
+    for name in ("app.py", "README.md", "requirements.txt"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"The demo Space folder {folder} has no {name}: write it with modeling_ter.demo.write_demo_space."
+            )
+    return FolderSpec(folder, space_id, "space", tuple(DEMO_SPACE_ALLOW), tuple(CHECKPOINT_IGNORE), space_sdk="gradio")
+
+
 def _is_unchanged(local: Path, remote) -> bool:
     """Whether a local file has the content of a remote `RepoFile` (sha256 for LFS files, else git blob sha1)."""
     if remote is None or not hasattr(remote, "blob_id") or remote.size != local.stat().st_size:

@@ -153,3 +153,18 @@ def test_push_script_clear_errors(hub_server, hub_env, tmp_path):
     invalid = _push([str(tmp_path / "ckpt"), "org/x"], hub_env, tmp_path)
     assert invalid.returncode == 2 and "no safetensors weights" in invalid.stderr
     assert hub_server.log[log_start:] == []  # checked before any request
+
+
+def test_demo_space_push_loads_the_model_by_id_and_sends_the_allow_list_only(hub_server, hub_env, tmp_path):
+    result = _push(["--demo_space", "org/ter-demo", "--model", "org/ter-emodb"], hub_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert hub_server.repos[("space", "org/ter-demo")].sdk == "gradio"
+    files = set(hub_server.head("space", "org/ter-demo").files)  # what the server holds, not what was sent
+    assert {"app.py", "README.md", "requirements.txt", "modeling_ter/__init__.py"} <= files
+    assert "modeling_ter/models/modeling_ter.py" in files and "trusted_f1/trusted_metrics.py" in files
+    assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".pkl", ".bin"))]
+    head = hub_server.head("space", "org/ter-demo")
+    assert "org/ter-emodb" in hub_server.read_file(head.files["app.py"]).decode()
+    assert "sdk: gradio" in hub_server.read_file(head.files["README.md"]).decode()
+    refused = _push(["--demo_space", "org/ter-demo"], hub_env, tmp_path)
+    assert refused.returncode == 2 and "--demo_space needs --model" in refused.stderr
