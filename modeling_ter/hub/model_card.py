@@ -334,6 +334,7 @@ def build_model_card(
     template_path: str | Path | None = None,
     license: str = "other",
     split: str = "test (speaker-disjoint)",
+    demo_space: str | None = None,
     training_data: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Builds the model card of a TER checkpoint from its evaluation results.
@@ -346,7 +347,8 @@ def build_model_card(
         repo_id (`str`, *optional*): the Hub repo the card is for (used in the title and the usage code).
         plots (sequence of paths, *optional*): reliability plots to embed, relative to the card's folder or absolute;
             by default every `plots/*.png` next to `output_path`.
-        template_path (`str` or `Path`, *optional*): a Jinja template; defaults to `model_cards/template.md`.
+        template_path (`str` or `Path`, *optional*): a Jinja template; defaults to `model_card_template.md` beside
+            this file.
         license (`str`): the card's `license` field; `"other"` because the weights derive from data under
             research-use, ODbL and GPL-3.0 terms (the card explains them).
         split (`str`): the split the results were measured on.
@@ -354,6 +356,8 @@ def build_model_card(
             training); by default read from beside `output_path`. The card names exactly these corpora, with their
             items, speakers and licence (and attribution where the licence asks for one); without it, the
             evaluated corpora.
+        demo_space (`str`, *optional*): the Hub Space of the model's demo (`push_to_hub.py --demo_space`), linked in
+            "How to Get Started".
 
     Returns:
         `ModelCard`: its `data.eval_results` hold every number of `eval_results`, as do its tables.
@@ -400,6 +404,7 @@ def build_model_card(
         thresholds_tables=thresholds_tables(eval_results),
         plots=_find_plots(plots, card_dir),
         split=split,
+        demo_space=demo_space,
         citations=CITATIONS + [CORPORA[c]["citation"] for c in corpora if c in CORPORA],
     )
     if output_path is not None:

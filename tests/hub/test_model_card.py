@@ -217,3 +217,10 @@ def test_card_of_a_custom_two_corpus_manifest_names_only_those(tmp_path, config)
     for absent in (*CORPUS_NAMES.values(), "Friends", "ODbL", "GPL-3.0", "Burkhardt", "Poria", "Cao et al"):
         assert absent not in text, absent
     assert card.data.datasets == ["podcasts", "callcenter"] and card.data.language == ["de"]
+
+
+def test_card_links_the_demo_space_when_given(eval_results, config):
+    linked = str(build_model_card(eval_results, config, repo_id="org/ter", demo_space="org/ter-demo"))
+    assert "(https://huggingface.co/spaces/org/ter-demo)" in linked
+    unlinked = str(build_model_card(eval_results, config, repo_id="org/ter"))
+    assert "huggingface.co/spaces/" not in unlinked and "--demo_space ORG/NAME --model org/ter" in unlinked
