@@ -551,8 +551,17 @@ def _figure(width: float, height: float) -> Figure:
 
 def plot_opinions(opinions: Mapping[str, Mapping[str, Any]], fused: Mapping[str, Any], labels: Sequence[str]) -> Figure:
     """One panel of class probabilities per modality (title: confidence and label), and the fused opinion."""
-    panels = [("fused", {"present": True, "confidence": fused["confidence"], "label": fused["label"],
-                         "scores": {entry["label"]: entry["score"] for entry in fused["scores"]}})]  # fmt: skip
+    panels = [
+        (
+            "fused",
+            {
+                "present": True,
+                "confidence": fused["confidence"],
+                "label": fused["label"],
+                "scores": {entry["label"]: entry["score"] for entry in fused["scores"]},
+            },
+        )
+    ]
     panels += list(opinions.items())
     figure = _figure(2.6 * len(panels) + 0.8, 3.2)
     axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -608,8 +617,15 @@ def plot_tradeoff(curve: TradeoffCurve, threshold: float | None) -> Figure:
     if threshold is not None:
         precision, coverage = curve.at(threshold)
         ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"operating point τ = {threshold:.3f}")
-        ax.plot([threshold, threshold], [precision, coverage], "o", markersize=12, markerfacecolor="none",
-                markeredgecolor="black", markeredgewidth=2)  # fmt: skip
+        ax.plot(
+            [threshold, threshold],
+            [precision, coverage],
+            "o",
+            markersize=12,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            markeredgewidth=2,
+        )
         ax.annotate(f"P={precision:.2f}", (threshold, precision), textcoords="offset points", xytext=(6, 4))
         ax.annotate(f"cov={coverage:.2f}", (threshold, coverage), textcoords="offset points", xytext=(6, -12))
     source = {"curve": "stored sweep", "samples": "sweep of stored samples", "operating points": "stored points"}

@@ -58,8 +58,13 @@ def _result(confidence=0.8, trusted=True, conflict=0.1, present=(True, True, Fal
     }
     for name, fields in extra_modality_fields.items():
         modalities[name].update(fields)
-    matrix = [[conflict if (present[i] and present[j] and i != j) else (0.0 if present[i] and i == j else None)
-               for j in range(3)] for i in range(3)]  # fmt: skip
+    matrix = [
+        [
+            conflict if (present[i] and present[j] and i != j) else (0.0 if present[i] and i == j else None)
+            for j in range(3)
+        ]
+        for i in range(3)
+    ]
     pairs = [matrix[i][j] for i in range(3) for j in range(i + 1, 3) if matrix[i][j] is not None]
     return {
         "label": "anger",
@@ -312,8 +317,10 @@ def test_cli_rejects_bad_arguments(capsys):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.parse_args(["--model", "out"]).share == "no"
-    for argv, message in ((["--model", "out", "--conflict_limit", "1.5"], "--conflict_limit must lie in"),
-                          (["--model", "out", "--share", "maybe"], "invalid choice: 'maybe'")):  # fmt: skip
+    for argv, message in (
+        (["--model", "out", "--conflict_limit", "1.5"], "--conflict_limit must lie in"),
+        (["--model", "out", "--share", "maybe"], "invalid choice: 'maybe'"),
+    ):
         with pytest.raises(SystemExit):
             script.parse_args(argv)
         assert message in capsys.readouterr().err
@@ -377,8 +384,14 @@ def driver():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1800", "--lang=en-US"):  # fmt: skip
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1800",
+        "--lang=en-US",
+    ):
         options.add_argument(argument)
     chrome = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # the system driver: no download
     yield chrome

@@ -387,10 +387,20 @@ def test_main_input_name_of_a_whisper_audio_model():
     from transformers import WhisperConfig
 
     whisper = WhisperConfig(
-        d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=24, decoder_ffn_dim=24, max_source_positions=50, vocab_size=60, pad_token_id=0,
-        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-    )  # fmt: skip
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=24,
+        decoder_ffn_dim=24,
+        max_source_positions=50,
+        vocab_size=60,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
     model = TERForEmotionRecognition(tiny_config({"audio": {"backbone": whisper.to_dict()}}))
     assert model.main_input_name == "audio_input_features"
 
