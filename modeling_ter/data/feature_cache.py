@@ -270,11 +270,14 @@ def encoding_plan(
     """The positions of `values` missing from the cache, sorted by length and cut into batches of `batch_size`:
     similar lengths share a batch, so padding costs little. The plan depends only on the items (never on who
     encodes them), so every process that encodes a batch of it encodes exactly the same batch."""
-    missing = [
-        index
-        for index, value in enumerate(values)
-        if value is not None and not cache.entry_path(modality, key, item_key(modality, value)).is_file()
-    ]
+    missing, planned = [], set()
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        path = cache.entry_path(modality, key, item_key(modality, value))
+        if path not in planned and not path.is_file():  # each distinct item once (EmoDB repeats its 10 sentences)
+            planned.add(path)
+            missing.append(index)
     missing.sort(key=lambda index: (_length_key(modality, values[index]), index))
     return [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
 

@@ -1,0 +1,86 @@
+"""Feature extraction of the demo corpus with 1 and with 2 processes (one torch thread each), in the same run.
+
+    python scripts/bench_encoding_processes.py [--processes 2] [--manifest data/manifest.csv]
+
+Each configuration fills an empty cache with `modeling_ter.data.feature_cache.encode_missing`, every process taking
+every N-th batch of the same length-sorted plan (as `scripts/train.py` does under `accelerate launch`); the wall time
+runs from the start of the processes to the end of the last. Prints both times, the speed-up, and whether the two
+caches hold identical features (same entries, bit-equal tensors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "manifest.csv"
+MODALITIES = ("audio", "text")
+
+
+def encode_share(manifest: str, cache_dir: str, process_index: int, num_processes: int) -> None:
+    """One process's share of the demo corpus's audio and text features."""
+    import torch
+
+    from modeling_ter.data.feature_cache import encode_missing
+    from modeling_ter.data.manifest import read_manifest
+    from modeling_ter.encoders.defaults import build_default_model, build_default_processor
+
+    torch.set_num_threads(1)
+    rows, _ = read_manifest(manifest)
+    options = {"audio": {"use_weighted_layer_sum": True}}
+    model = build_default_model(MODALITIES, modality_options=options)
+    processor = build_default_processor(MODALITIES)
+    items = {m: [row[m] for row in rows] for m in MODALITIES}
+    encode_missing(model, processor, items, MODALITIES, cache_dir, 16, process_index, num_processes, False)
+
+
+def timed_run(manifest: str, cache_dir: str, num_processes: int) -> float:
+    command = [sys.executable, __file__, "--manifest", manifest, "--cache_dir", cache_dir]
+    start = time.perf_counter()
+    workers = [
+        subprocess.Popen([*command, "--process_index", str(i), "--num_processes", str(num_processes)])
+        for i in range(num_processes)
+    ]
+    if any(worker.wait() != 0 for worker in workers):
+        raise RuntimeError("an encoding process failed")
+    return time.perf_counter() - start
+
+
+def same_caches(first: Path, second: Path) -> bool:
+    from safetensors.torch import load_file
+
+    entries = sorted(p.relative_to(first) for p in first.rglob("*.safetensors"))
+    if entries != sorted(p.relative_to(second) for p in second.rglob("*.safetensors")):
+        return False
+    for entry in entries:
+        a, b = load_file(first / entry), load_file(second / entry)
+        if a.keys() != b.keys() or any(not (a[k] == b[k]).all() for k in a):
+            return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifest", default=str(MANIFEST))
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
+    parser.add_argument("--process_index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--num_processes", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.process_index is not None:
+        encode_share(args.manifest, args.cache_dir, args.process_index, args.num_processes)
+        return
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as many:
+        single = timed_run(args.manifest, one, 1)
+        parallel = timed_run(args.manifest, many, args.processes)
+        identical = same_caches(Path(one), Path(many))
+    print(f"1 process: {single:.1f} s; {args.processes} processes: {parallel:.1f} s; speed-up {single / parallel:.2f}x")
+    print(f"identical cached features: {identical}")
+
+
+if __name__ == "__main__":
+    main()
