@@ -6,7 +6,7 @@ by the robustness and out-of-distribution harnesses on raw inputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -58,37 +58,6 @@ def collect_outputs(
     if "confidence" in result:
         result["confidence"] = result["confidence"].astype(np.float64)
     return result
-
-
-def cached_batches(
-    features: CachedFeatures, rows: torch.Tensor, modality_mask: torch.Tensor, batch_size: int, device: torch.device
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Model inputs `<modality>_embeds` + `modality_mask` of the cached items `rows`, `batch_size` at a time."""
-    for start in range(0, len(rows), batch_size):
-        index = rows[start : start + batch_size]
-        embeds = {f"{m}_embeds": features.features[m][index].to(device) for m in features.modalities}
-        yield {**embeds, "modality_mask": modality_mask[index].to(device)}
-
-
-def predict(
-    model: torch.nn.Module, features: CachedFeatures, modality_mask: torch.Tensor, batch_size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs the heads and the fusion on cached features with the given modality mask.
-
-    Args:
-        features: pooled features of `N` items, modalities in the order of `model.config.modalities`.
-        modality_mask: `(N, num_modalities)` bool; items with no modality present are left out.
-
-    Returns:
-        `(rows, predictions, confidences)`, each of shape `(n,)`: the kept item indices, the fused class ids and the
-        fused confidences.
-    """
-    device = next(model.parameters()).device
-    rows = modality_mask.any(1).nonzero().flatten()
-    outputs = collect_outputs(model, cached_batches(features, rows, modality_mask, batch_size, device))
-    if not outputs:
-        return rows.numpy(), np.zeros(0, dtype=np.int64), np.zeros(0)
-    return rows.numpy(), outputs["predictions"], outputs["confidence"]
 
 
 def model_opinions(

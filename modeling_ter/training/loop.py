@@ -31,13 +31,13 @@ from ..data.feature_cache import compute_features, encode_missing
 from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_splits
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
-from ..evaluation.predict import collect_outputs
+from ..evaluation.predict import collect_outputs, model_opinions
 from ..evaluation.report import evaluation_report, opinion_report, threshold_promise
 from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
 from .arguments import TERTrainingArguments
-from .calibration import calibrate_threshold, select_held_out_threshold
+from .calibration import select_held_out_threshold
 from .checkpointing import (
     CHECKPOINTS_DIR,
     PROGRESS_FILE,
@@ -391,9 +391,8 @@ def finalize(
         model, processor, validation["items"], modalities, args.cache_dir, show_progress=False
     )
     references = validation["labels"]
-    threshold = calibrate_threshold(
-        model, features, references, args.threshold_strategy, args.target_precision, args.batch_size
-    )
+    evidence, present = model_opinions(model, features, args.batch_size)
+    threshold = select_held_out_threshold(model.config, evidence, present, torch.as_tensor(references), args)
     report, fused = evaluation_report(
         model,
         features,
