@@ -194,8 +194,8 @@ def fit_domain_gate(
     rows = present.nonzero().flatten()
     domain.load_statistics(**fit_mahalanobis(pooled[rows], labels[rows], num_labels))
     model.domains[modality] = domain
-    scale = torch.exp(-((distance - reference).clamp_min(0.0) / width).square())
-    return torch.nan_to_num(scale, nan=0.0) * present
+    # The gate of the fitted module, applied to the cross-fitted distances (NaN where absent: scale 0).
+    return domain.evidence_scale(pooled, distance) * present
 
 
 def calibrate_confidence(
