@@ -515,7 +515,7 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         embeds = {"audio": audio_embeds, "text": text_embeds, "video": video_embeds}
         features = self._modality_features(raw_inputs, embeds)
         reference = next(iter(features.values()))
-        batch_size, device, dtype = reference.shape[0], reference.device, reference.dtype
+        batch_size, device = reference.shape[0], reference.device
         present = self._modality_mask(features, modality_mask, batch_size, device)
         tracing = torch.compiler.is_compiling()  # torch.export / torch.compile: no data-dependent check
         missing_everything = [] if tracing else (~present.any(1)).nonzero().flatten().tolist()
@@ -525,12 +525,33 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 f"{list(self.config.modalities)}. Drop those samples."
             )
 
-        num_modalities = len(self.config.modalities)
-        evidence = torch.zeros(batch_size, num_modalities, self.config.num_labels, device=device, dtype=dtype)
-        distance = torch.zeros(batch_size, num_modalities, device=device, dtype=dtype)
-        domain_scale = torch.zeros(batch_size, num_modalities, device=device, dtype=dtype)
+        evidence, distance, domain_scale = self.modality_evidence(features, present)
+        output = self.fuse(evidence, present, labels, global_step, distance, domain_scale)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    def modality_evidence(
+        self, features: dict[str, torch.Tensor], present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each modality's evidence from its pooled features, through its layer weighting, head, domain gate and
+        evidence temperature; no data-dependent control flow (so `torch.func.vmap` and tracing can go through it).
+
+        Args:
+            features: `{modality: (batch_size, num_feature_layers, embed_dim)}` for the modalities with inputs.
+            present (`torch.BoolTensor` of shape `(batch_size, num_modalities)`): which modalities count.
+
+        Returns:
+            The evidence `(batch_size, num_modalities, num_labels)` (zero where absent), the domain distance and the
+            domain scale `(batch_size, num_modalities)`.
+        """
+        reference = next(iter(features.values()))
+        absent = reference.new_zeros(present.shape[0])
+        evidence, distance, domain_scale = [], [], []
         for index, modality in enumerate(self.config.modalities):
             if modality not in features:
+                evidence.append(reference.new_zeros(present.shape[0], self.config.num_labels))
+                distance.append(absent)
+                domain_scale.append(absent)
                 continue
             layer_features = features[modality]
             pooled = (
@@ -539,16 +560,17 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 else layer_features[:, -1]
             )
             pooled = torch.where(present[:, index, None], pooled, torch.zeros_like(pooled))
-            scale = present[:, index].to(dtype)
+            scale = present[:, index].to(reference.dtype)
+            modality_distance = absent
             if modality in self.domains:
-                distance[:, index] = self.domains[modality].distance(pooled).to(dtype)
-                scale = scale * self.domains[modality].evidence_scale(pooled, distance[:, index])
-            domain_scale[:, index] = scale
+                modality_distance = self.domains[modality].distance(pooled).to(reference.dtype)
+                scale = scale * self.domains[modality].evidence_scale(pooled, modality_distance)
             log_factor = (self.config.evidence_calibration or {}).get(modality, 0.0)
-            evidence[:, index] = self.heads[modality](pooled) * (scale * math.exp(log_factor))[:, None]
-        output = self.fuse(evidence, present, labels, global_step, distance, domain_scale)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return output if return_dict else output.to_tuple()
+            evidence.append(self.heads[modality](pooled) * (scale * math.exp(log_factor))[:, None])
+            distance.append(modality_distance)
+            domain_scale.append(scale)
+        evidence, distance, domain_scale = (torch.stack(values, 1) for values in (evidence, distance, domain_scale))
+        return evidence, distance, domain_scale
 
     def fuse(
         self,
@@ -586,7 +608,8 @@ class TERForEmotionRecognition(TERPreTrainedModel):
 
         loss = None
         if labels is not None:
-            loss = self._loss(alpha, modality_alpha, present, labels, global_step)
+            self._check_labels(labels, alpha.shape[0])
+            loss = self.trusted_ce_loss(alpha, modality_alpha, present, labels, global_step)
 
         return TEROutput(
             loss=loss,
@@ -623,17 +646,22 @@ class TERForEmotionRecognition(TERPreTrainedModel):
             return fuse_opinions(evidence.unsqueeze(0), present.unsqueeze(0), rule)[0] - 1.0
         raise ValueError(f"Windows are combined by 'dempster_shafer' or 'evidence_average', got {rule!r}.")
 
-    def _loss(
-        self, alpha: torch.Tensor, modality_alpha: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, step
-    ) -> torch.Tensor:
-        """Trusted CE of the fused opinion plus that of each present modality, averaged over the batch."""
-        if labels.shape != alpha.shape[:1]:
-            raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({alpha.shape[0]},).")
+    def _check_labels(self, labels: torch.Tensor, batch_size: int) -> None:
+        if labels.shape != (batch_size,):
+            raise ValueError(f"labels has shape {tuple(labels.shape)}, expected ({batch_size},).")
+        if torch.compiler.is_compiling():
+            return
         if labels.is_floating_point() or labels.min() < 0 or labels.max() >= self.config.num_labels:
             raise ValueError(
                 f"labels must be integer class ids in [0, {self.config.num_labels - 1}] (config.id2label), got "
                 f"{sorted(set(labels.tolist()))}."
             )
+
+    def trusted_ce_loss(
+        self, alpha: torch.Tensor, modality_alpha: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, step
+    ) -> torch.Tensor:
+        """Trusted CE of the fused opinion `alpha` `(batch, K)` plus that of each present modality
+        (`modality_alpha` `(batch, M, K)`), averaged over the batch; `step` as `global_step` in `forward`."""
         per_sample = self.trusted_ce(alpha, labels, step)
         for index in range(modality_alpha.shape[1]):
             per_sample = per_sample + self.trusted_ce(modality_alpha[:, index], labels, step) * present[:, index]

@@ -34,6 +34,13 @@ class TERTrainingArguments:
             "cross-fitted held-out NLL; --finetune keeps the epoch of best validation accuracy"
         },
     )
+    early_stopping_patience: int = field(
+        default=20,
+        metadata={
+            "help": "frozen encoders: the cross-fitting stops once the pooled held-out NLL has not improved for this "
+            "many epochs (E* is the epoch of its minimum)"
+        },
+    )
     calibration_folds: int = field(
         default=5,
         metadata={
@@ -136,7 +143,13 @@ class TERTrainingArguments:
             raise ValueError(f"--domain_gate {unknown_gates}: choose modalities among {list(MODALITIES)}, or 'none'.")
         if self.calibration_folds < 2:
             raise ValueError(f"--calibration_folds must be at least 2, got {self.calibration_folds}.")
-        for name in ("epochs", "batch_size", "gradient_accumulation_steps", "encode_batch_size"):
+        for name in (
+            "epochs",
+            "early_stopping_patience",
+            "batch_size",
+            "gradient_accumulation_steps",
+            "encode_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {getattr(self, name)}.")
         if self.annealing_epochs <= 0:

@@ -12,18 +12,22 @@ scored by heads that never saw its speaker. From those held-out opinions come:
   gated opinions;
 - the evaluation report: every training speaker scored by heads that never saw it.
 
-The heads of these fold models are small (an MLP per modality on cached features), so they are trained here with a
-plain loop on tensors, identically in every process; the final heads are trained by `training.loop` with Accelerate.
+The heads of these fold models are small (an MLP per modality on cached features), so they are trained here on
+tensors, every fold in one vectorised step (`torch.func.vmap` over their stacked parameters), identically in every
+process; the final heads are trained by `training.loop` with Accelerate.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from ..data.augmentation import modality_dropout
@@ -44,7 +48,7 @@ class CrossFit:
 
     Attributes:
         epochs: E*, the epoch count with the lowest pooled held-out NLL.
-        nll: `(max_epochs,)` the pooled held-out NLL after each epoch.
+        nll: `(epochs run,)` the pooled held-out NLL after each epoch (up to the early stop).
         evidence: `(N, num_modalities, num_labels)` each item's per-modality evidence at E*, from the heads of the
             fold that held its speaker out (ungated).
         fold: `(N,)` the fold of each item.
@@ -71,55 +75,110 @@ def heads_config(config: TERConfig) -> TERConfig:
     )
 
 
-def _inputs(features: CachedFeatures, index: torch.Tensor) -> dict[str, torch.Tensor]:
-    embeds = {f"{m}_embeds": features.features[m][index] for m in features.modalities}
-    return {**embeds, "modality_mask": features.mask[index]}
+class CachedFeatureHeads(nn.Module):
+    """A heads-only model as a function of cached features `{modality: (batch, layers, dim)}` and the presence mask
+    `(batch, M)` to the evidence `(batch, M, K)`: what `torch.func.functional_call` runs for every fold at once."""
+
+    def __init__(self, model: TERForEmotionRecognition):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embeds: dict, present: torch.Tensor) -> torch.Tensor:
+        return self.model.modality_evidence(embeds, present)[0]
 
 
-def fit_heads(
+def _cycled_batches(rows: torch.Tensor, num_batches: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """`(num_batches, batch_size)` rows of one epoch: shuffled `rows`, cycled (reshuffled) to fill every batch."""
+    needed = num_batches * batch_size
+    orders = [rows[torch.randperm(len(rows), generator=generator)] for _ in range(math.ceil(needed / len(rows)))]
+    return torch.cat(orders)[:needed].view(num_batches, batch_size)
+
+
+def fit_fold_heads(
     config: TERConfig,
     features: CachedFeatures,
     labels: torch.Tensor,
-    rows: torch.Tensor,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
     epochs: int,
     args,
-    seed: int,
     batch_size: int,
-    held_out: torch.Tensor | None = None,
-) -> tuple[TERForEmotionRecognition, list[torch.Tensor]]:
-    """Fresh heads (seed `seed`) trained on the cached items `rows` for `epochs` epochs, as the training loop does
-    (Adam, Trusted CE with the KL annealed over `args.annealing_epochs` epochs of steps, modality dropout if asked),
-    in one process with the run's effective batch (`batch_size`: per process x processes x accumulation steps).
+    on_epoch=None,
+) -> list[TERForEmotionRecognition]:
+    """Fresh heads per fold (fold `j` seeded `args.seed + j`), each trained on its fold's training rows for `epochs`
+    epochs, all folds at once (`torch.func.vmap` over their stacked parameters; Adam is elementwise, so each fold's
+    heads train exactly as they would alone). As the training loop: Adam, Trusted CE with the KL annealed over
+    `args.annealing_epochs` epochs of steps, modality dropout if asked, batches of the run's effective batch
+    (`batch_size`: per process x processes x accumulation steps). Every fold takes the same number of steps per
+    epoch, `ceil(largest fold / batch_size)`, of full batches drawn from its own shuffled rows (cycled): one
+    vectorised step serves all folds.
+
+    Args:
+        folds: `(train_idx, test_idx)` row indices of the cached items.
+        on_epoch: called after every epoch as `on_epoch(epoch, evidence)`, with `evidence` `(N, M, K)` of each
+            fold's held-out rows from that fold's heads (eval mode; zero for rows in no test fold); training stops
+            early when it returns `True`.
 
     Returns:
-        The model and, after every epoch, the per-modality evidence `(len(held_out), M, K)` of the `held_out` items.
+        The fold models, trained, in eval mode.
     """
-    torch.manual_seed(seed)
-    model = TERForEmotionRecognition(heads_config(config))
-    steps_per_epoch = math.ceil(len(rows) / batch_size)
-    model.trusted_ce.annealing_steps = max(1, round(args.annealing_epochs * steps_per_epoch))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    order_generator = torch.Generator().manual_seed(seed)
-    dropout_rng = np.random.default_rng(seed)
-    history, step = [], 0
-    for _ in range(epochs):
-        model.train()
-        order = rows[torch.randperm(len(rows), generator=order_generator)]
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
-            batch = _inputs(features, index)
+    models = []
+    for j in range(len(folds)):
+        torch.manual_seed(args.seed + j)
+        models.append(TERForEmotionRecognition(heads_config(config)))
+    params, buffers = stack_module_state([CachedFeatureHeads(model) for model in models])
+    template = CachedFeatureHeads(copy.deepcopy(models[0])).to("meta")
+    train_rows = [torch.as_tensor(train_idx) for train_idx, _ in folds]
+    steps_per_epoch = math.ceil(max(len(rows) for rows in train_rows) / batch_size)
+    annealing_steps = max(1, round(args.annealing_epochs * steps_per_epoch))
+    for model in models + [template.model]:
+        model.trusted_ce.annealing_steps = annealing_steps
+    optimizer = torch.optim.Adam(params.values(), lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
+    generators = [torch.Generator().manual_seed(args.seed + j) for j in range(len(folds))]
+    dropout_rng = np.random.default_rng(args.seed)
+    # Held-out rows per fold, padded to the largest fold by repeating its first row.
+    tests = [torch.as_tensor(test_idx) for _, test_idx in folds]
+    test_size = max(len(rows) for rows in tests)
+    test_index = torch.stack([torch.cat([rows, rows[:1].expand(test_size - len(rows))]) for rows in tests])
+
+    def fold_loss(fold_params, fold_buffers, embeds, present, fold_labels, step):
+        evidence = functional_call(template, (fold_params, fold_buffers), (embeds, present))
+        alpha = fuse_opinions(evidence, present, config.fusion)
+        return template.model.trusted_ce_loss(alpha, evidence + 1.0, present, fold_labels, step)
+
+    def fold_evidence(fold_params, fold_buffers, embeds, present):
+        return functional_call(template, (fold_params, fold_buffers), (embeds, present))
+
+    train_step = vmap(fold_loss, in_dims=(0, 0, 0, 0, 0, None), randomness="different")
+    step = 0
+    for epoch in range(epochs):
+        template.train()
+        epoch_rows = torch.stack(
+            [_cycled_batches(rows, steps_per_epoch, batch_size, g) for rows, g in zip(train_rows, generators)], 1
+        )  # (steps, folds, batch)
+        for index in epoch_rows:
+            present = features.mask[index]
             if "modality_dropout" in args.augmentations:
-                batch["modality_mask"] = modality_dropout(batch["modality_mask"], args.modality_dropout, dropout_rng)
-            loss = model(**batch, labels=labels[index], global_step=step).loss
+                present = modality_dropout(present.flatten(0, 1), args.modality_dropout, dropout_rng).view_as(present)
+            embeds = {m: features.features[m][index] for m in features.modalities}
+            loss = train_step(params, buffers, embeds, present, labels[index], step).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             step += 1
-        if held_out is not None:
-            model.eval()
+        if on_epoch is not None:
+            template.eval()
+            embeds = {m: features.features[m][test_index] for m in features.modalities}
             with torch.no_grad():
-                history.append(model(**_inputs(features, held_out)).modality_alpha - 1.0)
-    return model.eval(), history
+                evidence = vmap(fold_evidence)(params, buffers, embeds, features.mask[test_index])  # (F, T, M, K)
+            held_out = torch.zeros(features.mask.shape[0], *evidence.shape[2:])
+            for j, rows in enumerate(tests):
+                held_out[rows] = evidence[j, : len(rows)]
+            if on_epoch(epoch, held_out):
+                break
+    for j, model in enumerate(models):
+        state = {name.removeprefix("model."): value[j].detach() for name, value in {**params, **buffers}.items()}
+        model.load_state_dict(state)
+    return [model.eval() for model in models]
 
 
 def _fused_nll(evidence: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, fusion: str) -> torch.Tensor:
@@ -137,25 +196,31 @@ def cross_fit(
     batch_size: int,
     show_progress: bool = False,
 ) -> CrossFit:
-    """Heads trained per speaker fold for up to `args.epochs` epochs; E* and the held-out evidence at E*.
+    """Heads trained per speaker fold for up to `args.epochs` epochs, stopped once the pooled held-out NLL has not
+    improved for `args.early_stopping_patience` epochs; E* and the held-out evidence at E*.
 
     Args:
         folds: `(train_idx, test_idx)` speaker-disjoint folds of the cached items (`data.manifest.speaker_folds_of`).
         batch_size: the run's effective batch, so that the fold models do not depend on the number of processes.
     """
-    num_items = features.mask.shape[0]
-    per_epoch = torch.zeros(args.epochs, num_items, len(config.modalities), config.num_labels)
-    fold_of = np.zeros(num_items, dtype=np.int64)
-    for j, (train_idx, test_idx) in enumerate(tqdm(folds, desc="cross-fitting folds", disable=not show_progress)):
-        held_out = torch.as_tensor(test_idx)
-        rows = torch.as_tensor(train_idx)
-        _, history = fit_heads(config, features, labels, rows, args.epochs, args, args.seed + j, batch_size, held_out)
-        for epoch, evidence in enumerate(history):
-            per_epoch[epoch, held_out] = evidence
+    fold_of = np.zeros(features.mask.shape[0], dtype=np.int64)
+    for j, (_, test_idx) in enumerate(folds):
         fold_of[test_idx] = j
-    nll = torch.stack([_fused_nll(e, features.mask, labels, config.fusion).mean() for e in per_epoch]).numpy()
-    best = int(np.argmin(nll))
-    return CrossFit(epochs=best + 1, nll=nll, evidence=per_epoch[best], fold=fold_of)
+    nll = np.full(args.epochs, np.nan)
+    best = {"epoch": -1, "evidence": None}
+    bar = tqdm(total=args.epochs, desc=f"cross-fitting {len(folds)} folds (epochs)", disable=not show_progress)
+
+    def keep_best(epoch: int, evidence: torch.Tensor) -> bool:
+        nll[epoch] = float(_fused_nll(evidence, features.mask, labels, config.fusion).mean())
+        if best["evidence"] is None or nll[epoch] < nll[best["epoch"]]:
+            best.update(epoch=epoch, evidence=evidence)
+        bar.update()
+        return epoch - best["epoch"] >= args.early_stopping_patience
+
+    fit_fold_heads(config, features, labels, folds, args.epochs, args, batch_size, on_epoch=keep_best)
+    bar.close()
+    nll = nll[~np.isnan(nll)]
+    return CrossFit(epochs=best["epoch"] + 1, nll=nll, evidence=best["evidence"], fold=fold_of)
 
 
 def pooled_features(model: TERForEmotionRecognition, features: CachedFeatures, modality: str) -> torch.Tensor:
