@@ -6,9 +6,10 @@
 
 Per corpus with at least two speakers (each corpus on its own), `speaker_folds` gives the outer folds (EmoDB's 5
 speakers: leave-one-speaker-out; MELD: 5 groups of characters). Inside each outer training part, the speaker-disjoint
-validation split that `scripts/train.py` makes (`--validation_fraction 0.2`, same seed) is shared by every method:
-each model is fitted on the inner training speakers, its trusted threshold is calibrated on the validation speakers
-("break_even": trusted precision = trusted recall), and everything is scored on the held-out test speakers.
+methods see the same data: each is fitted on all the training speakers and its trusted threshold ("break_even":
+trusted precision = trusted recall) is chosen on out-of-fold predictions over speaker folds of them (TER: train.py's
+cross-fitting; the baselines: the same classifier refitted per speaker fold); everything is scored on the held-out
+test speakers.
 A corpus with one speaker (CREMA-D in set A) cannot be evaluated speaker-disjointly and is skipped (reported).
 
 Methods, all on the same folds:
@@ -17,7 +18,7 @@ Methods, all on the same folds:
   audio / text rows are the fused model's single-modality opinions (evaluate.py's ablation).
 - logreg: logistic regression on the same frozen, pooled encoder features (audio, text, both concatenated).
 - egemaps_svm: openSMILE eGeMAPSv02 functionals + RBF SVM with Platt probabilities (audio only).
-Confidence: 1 - u of the fused opinion for TER, the maximum class probability for the baselines.
+Confidence: the calibrated confidence of the fused opinion for TER, the maximum class probability for the baselines.
 
 Levers (`--levers`; each a separate TER row): `base` (mean pooling over the real, unpadded frames of the last encoder layer, `--weighted_layer_sum none`),
 `weighted_layer_sum` (train.py's default: a learned weighted sum of all audio-encoder layers), `speaker_norm`
@@ -46,7 +47,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO.parent / "shared" / "data" / "manifest.csv"
 LEVERS = ("base", "weighted_layer_sum", "speaker_norm", "noise_aug")
-VALIDATION_FRACTION = 0.2  # passed to train.py and used to rebuild its validation split for the baselines
 NOISE_SNR_DB = (5.0, 20.0)
 TABLE_KEYS = ("accuracy", "uar", "trusted_precision", "trusted_recall", "trusted_f1", "coverage", "aurc", "ece")
 
@@ -195,17 +195,6 @@ class Benchmark:
 
         return write_manifest(to_manifest_rows(records), path)
 
-    def inner_split(self, train_csv: Path) -> tuple[list[int], list[int]]:
-        """Positions (in the training CSV) of train.py's inner train and validation items."""
-        from modeling_ter.data.manifest import load_manifest_dataset, read_manifest
-
-        splits = load_manifest_dataset(train_csv, validation_fraction=VALIDATION_FRACTION, seed=self.args.seed)
-        rows, problems = read_manifest(train_csv)
-        if problems:
-            raise RuntimeError(f"{train_csv}: train.py would skip rows ({problems[0]}); the folds would differ.")
-        order = {r["id"]: i for i, r in enumerate(rows)}
-        return [order[i] for i in splits["train"]["id"]], [order[i] for i in splits["validation"]["id"]]
-
     # -- baselines ----------------------------------------------------------------------------------------------
     def baseline_features(self, records: list[dict], modalities: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Frozen pooled encoder features of every layer TER's heads see, concatenated (the same cache entries TER's
@@ -231,27 +220,30 @@ class Benchmark:
             features["+".join(encoders)] = np.concatenate([features[m] for m in encoders], 1)
         return features
 
-    def run_baselines(self, features, labels, speakers, inner_train, validation, test, num_classes) -> dict:
-        """Every baseline row of one fold: fit on inner train, calibrate τ on validation, score on test."""
-        from modeling_ter.evaluation.baselines import fit_classifier, predict_with_confidence, speaker_normalize
+    def run_baselines(self, features, labels, speakers, train, test, num_classes) -> dict:
+        """Every baseline row of one fold: fit on the training speakers, τ on their out-of-fold predictions, score
+        on test."""
+        from modeling_ter.evaluation.baselines import (
+            cross_fitted_predictions,
+            fit_classifier,
+            predict_with_confidence,
+            speaker_normalize,
+        )
         from trusted_f1.trusted_metrics import select_threshold, trusted_scores
 
         rows = {}
         variants = [False, True] if "speaker_norm" in self.args.levers else [False]
+        groups = np.asarray(speakers)[train]
         for name, values in features.items():
             method = "egemaps_svm" if name == "egemaps" else "logreg"
             modality = "audio" if name == "egemaps" else name.replace("audio+text", "fused")
             for normalize in variants:
                 x = speaker_normalize(values, speakers) if normalize else values
-                classifier = fit_classifier(
-                    "svm" if method == "egemaps_svm" else "logistic",
-                    x[inner_train],
-                    labels[inner_train],
-                    seed=self.args.seed,
-                    groups=np.asarray(speakers)[inner_train],  # C (and gamma) by speaker-grouped inner CV
-                )
-                val_pred, val_conf = predict_with_confidence(classifier, x[validation])
-                tau = select_threshold(val_pred == labels[validation], val_conf, "break_even")
+                kind = "svm" if method == "egemaps_svm" else "logistic"
+                # C (and gamma) by speaker-grouped inner CV
+                classifier = fit_classifier(kind, x[train], labels[train], seed=self.args.seed, groups=groups)
+                held_pred, held_conf = cross_fitted_predictions(classifier, x[train], labels[train], groups)
+                tau = select_threshold(held_pred == labels[train], held_conf, "break_even")
                 pred, conf = predict_with_confidence(classifier, x[test])
                 scores = trusted_scores(pred, labels[test], conf, threshold=tau, num_classes=num_classes)
                 rows[(method, "speaker_norm" if normalize else "base", modality)] = scores
@@ -271,8 +263,6 @@ class Benchmark:
             ",".join(modalities),
             "--seed",
             str(self.args.seed),
-            "--validation_fraction",
-            str(VALIDATION_FRACTION),
         ]
         argv += shlex.split(self.args.train_args)
         if self.args.cache_dir is not None:
@@ -341,30 +331,19 @@ class Benchmark:
             train_records = [records[i] for i in train_idx]
             train_csv = self.write(train_records, fold_dir / "train.csv")
             test_csv = self.write([records[i] for i in test_idx], fold_dir / "test.csv")
-            inner, validation = self.inner_split(train_csv)
-            inner, validation = train_idx[inner], train_idx[validation]
             fold_info.append(
                 {
                     "test_speakers": sorted(set(speakers[test_idx])),
-                    "validation_speakers": sorted(set(speakers[validation])),
-                    "n_train": len(inner),
-                    "n_validation": len(validation),
+                    "n_train": len(train_idx),
                     "n_test": len(test_idx),
                 }
             )
-            rows = self.run_baselines(features, labels, speakers, inner, validation, test_idx, len(present))
+            rows = self.run_baselines(features, labels, speakers, train_idx, test_idx, len(present))
             for lever in ter_levers:
                 train_csv_lever = train_csv
                 if lever == "noise_aug":
                     augmented = [{**r, "id": noisy[r["audio"]], "audio": noisy[r["audio"]]} for r in train_records]
                     train_csv_lever = self.write(train_records + augmented, fold_dir / "train_noise_aug.csv")
-                    # train.py splits by speakers in proportion to their item counts: doubling every speaker's
-                    # items must keep the same validation speakers as the other methods.
-                    augmented_validation = self.inner_split(train_csv_lever)[1]
-                    if {(train_records + augmented)[i]["speaker_id"] for i in augmented_validation} != set(
-                        speakers[validation]
-                    ):
-                        raise RuntimeError("noise_aug changed train.py's validation speakers; the folds would differ.")
                 entry = self.run_ter(lever, corpus, modalities, train_csv_lever, test_csv, fold_dir, speaker_of)
                 for modality, scores in entry.items():
                     rows[("TER", lever, modality)] = scores

@@ -28,8 +28,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -184,8 +185,26 @@ def predict_with_confidence(classifier: Pipeline, features: np.ndarray) -> tuple
     return classifier.classes_[best].astype(np.int64), probabilities[np.arange(len(best)), best]
 
 
+def cross_fitted_predictions(
+    classifier: Pipeline, features: np.ndarray, labels: np.ndarray, groups: Sequence[str], n_splits: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold `(predictions, confidences)` `(N,)` of `classifier`'s configuration (its chosen C / gamma),
+    refitted on speaker folds (`GroupKFold` over `groups`, at most `n_splits`): every item scored by a model that
+    never saw its speaker, as TER's cross-fitting scores its training speakers."""
+    groups = np.asarray(groups)
+    folds = GroupKFold(n_splits=min(n_splits, len(set(groups.tolist()))))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
+        probabilities = cross_val_predict(
+            clone(classifier), features, labels, groups=groups, cv=folds, method="predict_proba"
+        )
+    best = probabilities.argmax(1)
+    return np.unique(labels)[best].astype(np.int64), probabilities[np.arange(len(best)), best]
+
+
 __all__ = [
     "CLASSIFIERS",
+    "cross_fitted_predictions",
     "EGEMAPS_DIM",
     "egemaps_features",
     "egemaps_key",

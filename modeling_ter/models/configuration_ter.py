@@ -164,6 +164,8 @@ class TERConfig(PreTrainedConfig):
         head_dropout (`float`, *optional*, defaults to 0.1): Dropout inside each evidential head.
         annealing_steps (`int`, *optional*, defaults to 1000): Optimizer steps over which the KL weight of the
             Trusted CE loss rises linearly from 0 to 1.
+        class_weights (`list[float]`, *optional*): A weight per class (`num_labels` values) on each sample's Trusted CE
+            loss, e.g. `N / (K n_k)` ("balanced") for imbalanced corpora; training only. `None` weighs every sample 1.
         trusted_threshold (`float`, *optional*): Confidence at or above which a prediction is trusted; set by
             calibration on validation data. Without it the output's `trusted` field is `None`.
         trusted_threshold_strategy (`str`, *optional*): How `trusted_threshold` was chosen (e.g. `"break_even"`).
@@ -193,6 +195,7 @@ class TERConfig(PreTrainedConfig):
         head_hidden_size: int = 256,
         head_dropout: float = 0.1,
         annealing_steps: int = 1000,
+        class_weights: Optional[list[float]] = None,
         trusted_threshold: Optional[float] = None,
         trusted_threshold_strategy: Optional[str] = None,
         initializer_range: float = 0.02,
@@ -233,12 +236,20 @@ class TERConfig(PreTrainedConfig):
         self.head_hidden_size = head_hidden_size
         self.head_dropout = head_dropout
         self.annealing_steps = annealing_steps
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
         self.trusted_threshold = trusted_threshold
         self.trusted_threshold_strategy = trusted_threshold_strategy
         self.initializer_range = initializer_range
         if "id2label" not in kwargs and "label2id" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(enumerate(EMOTION_LABELS))
         super().__init__(**kwargs)
+        if self.class_weights is not None and (
+            len(self.class_weights) != self.num_labels or not all(w >= 0 for w in self.class_weights)
+        ):
+            raise ValueError(
+                f"class_weights must hold {self.num_labels} non-negative weights (one per label), got "
+                f"{self.class_weights}."
+            )
         if not self.modalities:
             raise ValueError(
                 f"A TER model needs at least one modality: give modality_configs a sub-config for one of {MODALITIES}."

@@ -661,10 +661,13 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         self, alpha: torch.Tensor, modality_alpha: torch.Tensor, present: torch.Tensor, labels: torch.Tensor, step
     ) -> torch.Tensor:
         """Trusted CE of the fused opinion `alpha` `(batch, K)` plus that of each present modality
-        (`modality_alpha` `(batch, M, K)`), averaged over the batch; `step` as `global_step` in `forward`."""
+        (`modality_alpha` `(batch, M, K)`), averaged over the batch with `config.class_weights` of each sample's
+        class (if set); `step` as `global_step` in `forward`."""
         per_sample = self.trusted_ce(alpha, labels, step)
         for index in range(modality_alpha.shape[1]):
             per_sample = per_sample + self.trusted_ce(modality_alpha[:, index], labels, step) * present[:, index]
+        if self.config.class_weights is not None:
+            per_sample = per_sample * alpha.new_tensor(self.config.class_weights)[labels]
         return per_sample.mean()
 
 

@@ -68,6 +68,13 @@ class TERTrainingArguments:
         metadata={"help": "the KL weight of the Trusted CE loss rises to 1 over this many epochs of optimizer steps"},
     )
     head_dropout: float = 0.1
+    class_weighting: Literal["balanced", "none"] = field(
+        default="balanced",
+        metadata={
+            "help": "'balanced': each sample's Trusted CE loss weighed by N / (K n_k) of its class in the training "
+            "split (imbalanced corpora such as MELD); 'none': every sample 1"
+        },
+    )
     validation_fraction: float = field(
         default=0.2,
         metadata={

@@ -72,6 +72,7 @@ def heads_config(config: TERConfig) -> TERConfig:
         head_hidden_size=config.head_hidden_size,
         head_dropout=config.head_dropout,
         annealing_steps=config.annealing_steps,
+        class_weights=config.class_weights,
     )
 
 

@@ -151,7 +151,13 @@ def validate(model, dataloader, accelerator, args, num_labels: int) -> dict:
     return {"loss": float(torch.from_numpy(outputs["loss"]).mean()), **scores}
 
 
-def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annealing_steps: int):
+def balanced_class_weights(labels: np.ndarray, num_labels: int) -> list[float]:
+    """`N / (K n_k)` per class `k` (scikit-learn's "balanced"; a class absent from `labels` gets 0)."""
+    counts = np.bincount(labels, minlength=num_labels)
+    return [len(labels) / (num_labels * n) if n else 0.0 for n in counts.tolist()]
+
+
+def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annealing_steps: int, class_weights=None):
     """The TER model on the default pretrained encoders, set up for `--finetune`."""
     options = {m: {"use_weighted_layer_sum": True} for m in modalities if m in args.layer_sum_modalities}
     model = build_default_model(
@@ -162,6 +168,7 @@ def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annea
         fusion=args.fusion,
         head_dropout=args.head_dropout,
         annealing_steps=annealing_steps,
+        class_weights=class_weights,
     )
     if args.finetune == "none":
         model.encoders.requires_grad_(False)
@@ -210,7 +217,11 @@ def train(args: TERTrainingArguments) -> dict:
     steps_per_epoch = math.ceil(
         math.ceil(num_train / (args.batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps
     )
-    model = build_model(args, modalities, id2label, max(1, round(args.annealing_epochs * steps_per_epoch)))
+    train_labels = np.array([to_model_label[label] for label in splits["train"]["label"]])
+    class_weights = balanced_class_weights(train_labels, len(id2label)) if args.class_weighting == "balanced" else None
+    model = build_model(
+        args, modalities, id2label, max(1, round(args.annealing_epochs * steps_per_epoch)), class_weights
+    )
     processor = build_default_processor(modalities)
 
     split_names = ("train",) if args.cross_fits else ("train", "validation")
@@ -288,8 +299,7 @@ def train(args: TERTrainingArguments) -> dict:
 
     train_dataloader, eval_dataloader = get_dataloaders(args, split_data, processor, modalities)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    # Fused Adam: one kernel for every parameter (on CPU the per-tensor loop cost more than the heads' step).
-    optimizer = torch.optim.Adam(trainable, lr=args.learning_rate, weight_decay=args.weight_decay, fused=True)
+    optimizer = torch.optim.Adam(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     if eval_dataloader is not None:
         eval_dataloader = accelerator.prepare(eval_dataloader)

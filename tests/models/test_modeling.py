@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
@@ -419,3 +420,22 @@ def test_no_local_path_is_saved_as_a_backbone_name(tmp_path):
     assert config.modality_config("text")["backbone"]["_name_or_path"] == "my-bert"
     hub_id = tiny_config({"text": {"backbone": {**TINY_BERT, "_name_or_path": "google-bert/bert-base-uncased"}}})
     assert hub_id.modality_config("text")["backbone"]["_name_or_path"] == "google-bert/bert-base-uncased"
+
+
+def test_class_weights_weigh_each_samples_loss_by_its_class():
+    """With `class_weights`, the loss is the mean of each sample's Trusted CE times its class's weight; a class of
+    weight 0 does not move the loss. `balanced_class_weights` gives scikit-learn's N / (K n_k)."""
+    from modeling_ter.training.loop import balanced_class_weights
+
+    assert balanced_class_weights(np.array([0, 0, 0, 1]), 3) == [4 / 9, 4 / 3, 0.0]
+    config = TERConfig(modality_configs={"audio": {"embed_dim": 4}}, num_labels=3, head_dropout=0.0)
+    model = TERForEmotionRecognition(config).eval()
+    embeds, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    output = model(audio_embeds=embeds, labels=labels)
+    per_sample = model.trusted_ce(output.alpha, labels) + model.trusted_ce(output.modality_alpha[:, 0], labels)
+    torch.testing.assert_close(output.loss, per_sample.mean())
+    model.config.class_weights = [2.0, 0.0, 1.0]
+    weighted = model(audio_embeds=embeds, labels=labels).loss
+    torch.testing.assert_close(weighted, (per_sample * torch.tensor([2.0, 0.0, 1.0, 2.0, 0.0, 1.0])).mean())
+    with pytest.raises(ValueError, match="class_weights must hold 3"):
+        TERConfig(modality_configs={"audio": {"embed_dim": 4}}, num_labels=3, class_weights=[1.0, 1.0])
