@@ -146,3 +146,18 @@ def test_features_larger_than_the_limit_are_memory_mapped(model, tmp_path, monke
     monkeypatch.setenv("TER_FEATURES_MAX_IN_MEMORY_MB", "lots")
     with pytest.raises(ValueError, match="must be a number of MiB, got 'lots'"):
         max_in_memory_bytes()
+
+
+def test_bench_scale_stores_part_runs_and_reads_back_the_rows_it_wrote():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "bench_scale.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--part", "stores", "--sizes", "40"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("stores N=    40 ")]
+    assert len(lines) == 3 and all("rows correct True" in line for line in lines), result.stdout
+    assert "in 40 files" in lines[0] and "in 1 files" in lines[2]  # per-item entries; one packed file
