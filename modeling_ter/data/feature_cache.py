@@ -14,6 +14,13 @@ metadata: the corpus never crashes, the modality is masked for that item, and th
 
 The cache folder is `$TER_CACHE/features`, else `~/.cache/ter/features`.
 
+A corpus whose features do not fit in memory (more than `$TER_FEATURES_MAX_IN_MEMORY_MB`, default 1024 MiB, or
+`compute_features(..., memory_map=True)`) is read through a *packed* file: the entries of its item list, in order, in
+one `.npy` array `<cache_dir>/<modality>/<encoder key>/packed/<item-list key>.npy` `(num_items, num_feature_layers,
+embed_dim)`, memory-mapped (copy-on-write) behind the same `CachedFeatures` tensors. The next run over the same items
+opens it instead of reading one entry per item; the bytes, hence the training results, are the in-memory path's.
+(`scripts/bench_scale.py` measured this against per-item files and a `datasets` Arrow table.)
+
 Example:
 
 ```python
@@ -29,12 +36,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import soundfile
 import torch
 from safetensors import safe_open
@@ -42,7 +51,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..utils.cache import default_cache_dir
-from ..utils.io import atomic_path
+from ..utils.io import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,9 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT_VERSION = "1"
 MASKED = "masked"
 ENCODED = "encoded"
+# Above this many MiB of features (all modalities), `compute_features` memory-maps them instead of holding them.
+MAX_IN_MEMORY_MB_VARIABLE = "TER_FEATURES_MAX_IN_MEMORY_MB"
+DEFAULT_MAX_IN_MEMORY_MB = 1024.0
 
 
 def default_feature_cache_dir() -> Path:
@@ -347,6 +359,67 @@ def encode_missing(
     return encoded
 
 
+def max_in_memory_bytes() -> float:
+    """The most feature bytes `compute_features` holds in memory: `$TER_FEATURES_MAX_IN_MEMORY_MB` (MiB), else 1024."""
+    value = os.environ.get(MAX_IN_MEMORY_MB_VARIABLE, "")
+    try:
+        megabytes = float(value) if value else DEFAULT_MAX_IN_MEMORY_MB
+    except ValueError:
+        raise ValueError(f"${MAX_IN_MEMORY_MB_VARIABLE} must be a number of MiB, got {value!r}.") from None
+    return megabytes * 2**20
+
+
+def _gather_entries(
+    cache: FeatureCache, modality: str, key: str, values: Sequence[Any], out: torch.Tensor
+) -> list[tuple[int, str]]:
+    """Reads the entry of every value into `out[index]` (left as is where `None` or masked); returns the masked
+    `(index, reason)`."""
+    failures = []
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        item_features, reason = _read_entry(cache.entry_path(modality, key, item_key(modality, value)))
+        if item_features is None:
+            failures.append((index, reason))
+            continue
+        if item_features.shape != out.shape[1:]:
+            raise ValueError(
+                f"Cached {modality} features of {value!r} have shape {tuple(item_features.shape)}, expected "
+                f"{tuple(out.shape[1:])}; delete {cache.cache_dir / modality / key} and run again."
+            )
+        out[index] = item_features
+    return failures
+
+
+def packed_path(cache: FeatureCache, modality: str, key: str, values: Sequence[Any]) -> Path:
+    """Where the packed features of the item list `values` (in this order) go: keyed by its items' keys."""
+    keys = [None if value is None else item_key(modality, value) for value in values]
+    return cache.cache_dir / modality / key / "packed" / f"{_sha256_json(keys)[:32]}.npy"
+
+
+def _packed_features(
+    cache: FeatureCache, modality: str, key: str, values: Sequence[Any], shape: tuple[int, ...]
+) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """`(features, masked (index, reason))` of `values`, memory-mapped from their packed file, written first (row by
+    row from the entries, so never held in memory) if absent. Its `.json` sidecar, written last, lists the masked
+    items; a packed file without one is incomplete and rewritten."""
+    path = packed_path(cache, modality, key, values)
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        with atomic_path(path) as temporary:
+            array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
+            failures = _gather_entries(cache, modality, key, values, torch.from_numpy(array))
+            array.flush()
+            del array
+        write_json_atomic({"shape": list(shape), "failures": failures}, sidecar)
+    failures = [(int(index), reason) for index, reason in json.loads(sidecar.read_text())["failures"]]
+    # Copy-on-write: the tensor is writable (as torch expects) and a write never reaches the file.
+    array = np.load(path, mmap_mode="c")
+    if array.shape != shape:
+        raise ValueError(f"{path} holds features of shape {array.shape}, expected {shape}; delete it and run again.")
+    return torch.from_numpy(array), failures
+
+
 def compute_features(
     model: torch.nn.Module,
     processor: Any,
@@ -355,6 +428,7 @@ def compute_features(
     cache_dir: str | os.PathLike | None = None,
     show_progress: bool = True,
     batch_size: int = 16,
+    memory_map: bool | None = None,
 ) -> CachedFeatures:
     """Pooled features of every item for each modality, from the cache or encoded (batched) and stored.
 
@@ -368,6 +442,8 @@ def compute_features(
         cache_dir: the cache folder (default: `$TER_CACHE/features` or `~/.cache/ter/features`).
         show_progress: show a progress bar per modality.
         batch_size: items encoded together (sorted by length, see `encoding_plan`).
+        memory_map: read the features through memory-mapped packed files (see the module docstring) instead of
+            holding them in memory; by default when they would take more than `max_in_memory_bytes()`.
 
     Returns:
         `CachedFeatures`; its `failures` list the items whose modality was given but unusable (also logged).
@@ -379,28 +455,31 @@ def compute_features(
         model, processor, columns, modalities, cache_dir, batch_size, show_progress=show_progress
     )
     num_items = len(next(iter(columns.values()))) if columns else 0
+    shapes = {
+        m: (
+            num_items,
+            model.config.modality_config(m)["num_feature_layers"],
+            model.config.modality_config(m)["embed_dim"],
+        )
+        for m in modalities
+    }
+    if memory_map is None:
+        memory_map = sum(4 * math.prod(shape) for shape in shapes.values()) > max_in_memory_bytes()
     mask = torch.zeros(num_items, len(modalities), dtype=torch.bool)
     features: dict[str, torch.Tensor] = {}
     failures: list[tuple[int, str, str]] = []
     for column, modality in enumerate(modalities):
         key = encoder_key(model, modality, processor_settings(processor, modality))
-        modality_config = model.config.modality_config(modality)
-        stacked = torch.zeros(num_items, modality_config["num_feature_layers"], modality_config["embed_dim"])
-        for index, value in enumerate(columns[modality]):
-            if value is None:
-                continue
-            item_features, reason = _read_entry(cache.entry_path(modality, key, item_key(modality, value)))
-            if item_features is None:
-                failures.append((index, modality, reason))
-                continue
-            if item_features.shape != stacked.shape[1:]:
-                raise ValueError(
-                    f"Cached {modality} features of {value!r} have shape {tuple(item_features.shape)}, expected "
-                    f"{tuple(stacked.shape[1:])}; delete {cache.cache_dir / modality / key} and run again."
-                )
-            stacked[index] = item_features
-            mask[index, column] = True
-        features[modality] = stacked
+        values = columns[modality]
+        if memory_map:
+            features[modality], masked = _packed_features(cache, modality, key, values, shapes[modality])
+        else:
+            features[modality] = torch.zeros(shapes[modality])
+            masked = _gather_entries(cache, modality, key, values, features[modality])
+        mask[:, column] = torch.tensor([value is not None for value in values], dtype=torch.bool)
+        for index, reason in masked:
+            mask[index, column] = False
+            failures.append((index, modality, reason))
     for index, modality, reason in failures:
         logger.warning("Item %d: %s modality masked (%s).", index, modality, reason)
     num_given = sum(value is not None for values in columns.values() for value in values)
@@ -427,6 +506,8 @@ __all__ = [
     "encoding_plan",
     "encoder_key",
     "item_key",
+    "max_in_memory_bytes",
+    "packed_path",
     "processor_settings",
     "weights_fingerprint",
 ]
