@@ -38,6 +38,8 @@ from ..models.domain import MahalanobisDomain, fit_mahalanobis, gate_parameters
 from ..models.evidential import calibrated_confidence, fuse_opinions
 from .calibration import fit_platt
 
+# Held-out rows per fold scored at once after each epoch.
+EVALUATION_CHUNK = 1024
 # The gate of the measured recipe: evidence whole up to the median held-out distance, falling over (Q99 - median).
 GATE_QUANTILE, GATE_REFERENCE_QUANTILE = 0.99, 0.5
 
@@ -168,9 +170,12 @@ def fit_fold_heads(
             step += 1
         if on_epoch is not None:
             template.eval()
-            embeds = {m: features.features[m][test_index] for m in features.modalities}
-            with torch.no_grad():
-                evidence = vmap(fold_evidence)(params, buffers, embeds, features.mask[test_index])  # (F, T, M, K)
+            chunks = []  # (F, T, M, K) in chunks of held-out rows: memory stays flat in the corpus size
+            for chunk in test_index.split(EVALUATION_CHUNK, dim=1):
+                embeds = {m: features.features[m][chunk] for m in features.modalities}
+                with torch.no_grad():
+                    chunks.append(vmap(fold_evidence)(params, buffers, embeds, features.mask[chunk]))
+            evidence = torch.cat(chunks, 1)
             held_out = torch.zeros(features.mask.shape[0], *evidence.shape[2:])
             for j, rows in enumerate(tests):
                 held_out[rows] = evidence[j, : len(rows)]
