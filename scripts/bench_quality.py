@@ -250,8 +250,9 @@ class Benchmark:
         return rows
 
     # -- TER ----------------------------------------------------------------------------------------------------
-    def run_ter(self, lever, corpus, modalities, train_csv, test_csv, fold_dir, speaker_of) -> dict:
-        """train.py + evaluate.py on one fold; returns {modality or "fused": scores} for `corpus`."""
+    def run_ter(self, lever, corpus, modalities, train_csv, test_csv, fold_dir, speaker_of) -> tuple[dict, dict]:
+        """train.py + evaluate.py on one fold; returns {modality or "fused": scores} for `corpus`, and the promise
+        the fold's checkpoint states for `corpus` (its card's trusted precision and coverage with 95 % intervals)."""
         out, log = fold_dir / f"ter_{lever}", fold_dir / f"ter_{lever}.log"
         argv = [
             "--output_dir",
@@ -291,8 +292,9 @@ class Benchmark:
                 report = evaluation.evaluate_checkpoint(out, test_csv, eval_json, cache_dir=self.args.cache_dir)
         finally:
             log.write_text(buffer.getvalue())
+        promise = json.loads((out / "eval_results.json").read_text())["promise"][corpus]
         shutil.rmtree(out, ignore_errors=True)  # ~125 MB per checkpoint; the scores are in eval_json
-        return report["corpora"][corpus]
+        return report["corpora"][corpus], promise
 
     # -- main loop ----------------------------------------------------------------------------------------------
     def run_corpus(self, corpus: str, records: list[dict]) -> None:
@@ -344,7 +346,17 @@ class Benchmark:
                 if lever == "noise_aug":
                     augmented = [{**r, "id": noisy[r["audio"]], "audio": noisy[r["audio"]]} for r in train_records]
                     train_csv_lever = self.write(train_records + augmented, fold_dir / "train_noise_aug.csv")
-                entry = self.run_ter(lever, corpus, modalities, train_csv_lever, test_csv, fold_dir, speaker_of)
+                entry, promise = self.run_ter(
+                    lever, corpus, modalities, train_csv_lever, test_csv, fold_dir, speaker_of
+                )
+                test = entry["fused"]
+                interval = promise["trusted_precision_ci95"]  # None when the card trusted nothing
+                fold_info[-1].setdefault("ter_promise", {})[lever] = {
+                    **promise,
+                    "test_trusted_precision": test["trusted_precision"],
+                    "test_coverage": test["coverage"],
+                    "inside": interval is not None and interval[0] <= test["trusted_precision"] <= interval[1],
+                }
                 for modality, scores in entry.items():
                     rows[("TER", lever, modality)] = scores
             for key, scores in rows.items():
@@ -402,7 +414,8 @@ def markdown_table(results: dict) -> str:
 
 def verdicts(results: dict) -> list[str]:
     """TER (fused) against the most accurate baseline row per corpus (with speaker_norm, the baselines may use it
-    too): accuracy and AURC."""
+    too): accuracy, AURC and ECE; and whether each fold's stored threshold kept its card's promise on the test
+    speakers (trusted precision inside the stated 95 % interval; coverage)."""
     lines = []
     for corpus, entry in results["corpora"].items():
         rows = entry["rows"]
@@ -415,8 +428,19 @@ def verdicts(results: dict) -> list[str]:
                 f"{corpus}: TER {ter['lever']} accuracy {acc:.3f} vs best baseline "
                 f"{best['method']}/{best['lever']}/{best['modality']} "
                 f"{best['mean']['accuracy']:.3f} ({'matches' if acc >= best['mean']['accuracy'] else 'BELOW'}); "
-                f"AURC {aurc:.3f} vs {best['mean']['aurc']:.3f} ({'better' if aurc < best['mean']['aurc'] else 'NOT better'})"
+                f"AURC {aurc:.3f} vs {best['mean']['aurc']:.3f} ({'better' if aurc < best['mean']['aurc'] else 'NOT better'}); "
+                f"ECE {ter['mean']['ece']:.3f} vs {best['mean']['ece']:.3f} "
+                f"({'better' if ter['mean']['ece'] < best['mean']['ece'] else 'NOT better'})"
             )
+            kept = [f["ter_promise"][ter["lever"]] for f in entry["folds"] if ter["lever"] in f.get("ter_promise", {})]
+            if kept:
+                inside = sum(p["inside"] for p in kept)
+                coverage = float(np.mean([p["test_coverage"] for p in kept]))
+                lines.append(
+                    f"{corpus}: TER {ter['lever']} at each fold's stored threshold on its test speakers: trusted "
+                    f"precision inside the card's 95 % interval in {inside}/{len(kept)} folds; mean coverage "
+                    f"{coverage:.3f} (card: {np.mean([p['coverage'] for p in kept]):.3f})"
+                )
     return lines
 
 
