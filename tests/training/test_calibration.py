@@ -63,3 +63,25 @@ def test_per_modality_temperatures_fix_each_modalitys_own_overconfidence():
         plain = model(**embeds).modality_alpha - 1
     torch.testing.assert_close(calibrated[:, 0], plain[:, 0] * math.exp(factors["audio"]))
     torch.testing.assert_close(calibrated[:, 1], plain[:, 1] * math.exp(factors["text"]))
+
+
+def test_a_modality_seen_in_few_held_out_items_keeps_its_evidence():
+    """Video in 6 items, all wrong and confident: fitted alone, its temperature would run off; below
+    MIN_CALIBRATION_ITEMS it keeps factor 1 while audio (60 items) is calibrated."""
+    import torch
+
+    from modeling_ter import TERConfig
+    from modeling_ter.training.crossfit import MIN_CALIBRATION_ITEMS, calibrate_modalities
+
+    num, classes = 66, 3
+    labels = torch.zeros(num, dtype=torch.long)
+    evidence = torch.zeros(num, 2, classes)
+    present = torch.zeros(num, 2, dtype=torch.bool)
+    evidence[:60, 0, 0], evidence[:60:3, 0, 1] = 30.0, 60.0  # audio: right 2/3 of the time
+    present[:60, 0] = True
+    evidence[60:, 1, 1], present[60:, 1] = 50.0, True  # video: 6 items, all wrong
+    config = TERConfig(modality_configs={"audio": {"embed_dim": 3}, "video": {"embed_dim": 3}}, num_labels=classes)
+    assert present[:, 1].sum() < MIN_CALIBRATION_ITEMS <= present[:, 0].sum()
+    factors = calibrate_modalities(config, evidence, present, labels)
+    assert set(factors) == {"audio"} and factors["audio"] != 0.0
+    assert config.evidence_calibration == factors
