@@ -97,6 +97,10 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
     not dilute speech.
     `return_windows=True` adds each window's result.
 
+    Speed: `pipeline(..., encoder_quantization="dynamic_int8")` runs the encoders' linear layers in int8 on CPU
+    (`TERForEmotionRecognition.quantize_encoders`; `"none"`, the default, keeps float32); README, "Inference speed",
+    gives its speed and accuracy cost.
+
     Output per input, JSON-serialisable:
         - `label`, `score`: the top class and its fused expected probability.
         - `confidence`: the fused, calibrated confidence (an estimate of P(correct); `config.confidence_measure`
