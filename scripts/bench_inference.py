@@ -11,6 +11,9 @@ least disturbed by other processes on a shared machine):
 
 - `preprocess`: the processor alone (decode, resample, log-mel, tokenise) on file paths and transcripts;
 - `encoders`: the bare encoders' forward (`model.embed_modality` of every modality) on the prepared batches;
+- `heads`: the model on the encoders' pooled features (`<modality>_embeds`): what it adds to its encoders (domain
+  gates, evidential heads, evidence temperatures, calibrated confidence, fusion), measured apart from the encoders'
+  run-to-run noise;
 - `model`: the full model forward (encoders + evidential heads + fusion) on the same prepared batches;
 - `pipeline`: the `trusted-emotion-recognition` pipeline end to end (preprocessing, forward, postprocessing);
 - `latency`: the pipeline on one utterance at a time (median and 90th percentile);
@@ -19,8 +22,10 @@ least disturbed by other processes on a shared machine):
 
 `--threads 1,2` runs everything once per thread count (torch's intra-op threads and onnxruntime's, alike).
 
-Printed ratios: `model / encoders` (what the heads and the fusion add; the target is under 5 %) and
-`pipeline / (preprocess + model)`. Memory is the peak resident set size reached during a phase above the RSS at its
+Printed ratios: `heads / encoders` and `model / encoders` (what the heads, gates and fusion add; the target is under
+5 %), `pipeline / encoders` (the pipeline end to end against the bare float32 encoders, per utterance; the target is
+under 1.5x) and `pipeline / (preprocess + model)`. `--quantization none,dynamic_int8` adds the encoders, model and
+pipeline with `encoder_quantization="dynamic_int8"`. Memory is the peak resident set size reached during a phase above the RSS at its
 start (Linux `/proc/self/status` VmHWM, reset through `/proc/self/clear_refs` before each phase), i.e. what the phase
 itself allocates on top of the loaded model. Timings depend on the machine's load: the script prints the load average.
 """
@@ -142,10 +147,23 @@ def benchmark(
         for batch in batches:
             candidate(**batch)
 
+    with torch.no_grad():  # the encoders' pooled features of every batch, for the `heads` phase
+        pooled = [{f"{m}_embeds": embed_processed(model, batch, m) for m in modalities} for batch in batches]
+
+    def heads() -> None:  # everything the model adds to its encoders, on their pooled features
+        for batch, embeds in zip(batches, pooled):
+            model(**embeds, modality_mask=batch["modality_mask"])
+
     def end_to_end(candidate=recognizer) -> None:
         candidate(inputs, batch_size=args.batch_size)
 
-    phases = {"preprocess": preprocess, "encoders": encoders, "model": forward, "pipeline": end_to_end}
+    phases = {
+        "preprocess": preprocess,
+        "encoders": encoders,
+        "heads": heads,
+        "model": forward,
+        "pipeline": end_to_end,
+    }
     for quantization, variant in (quantized or {}).items():
         phases[f"encoders[{quantization}]"] = lambda m=variant.model: encoders(m)
         phases[f"model[{quantization}]"] = lambda m=variant.model: forward(m)
@@ -201,6 +219,11 @@ def benchmark(
                 f"{values['encoders'] / values[f'encoders[{quantization}]']:.2f} faster; model / its encoders = "
                 f"{values[f'model[{quantization}]'] / values[f'encoders[{quantization}]']:.4f}"
             )
+    print(
+        f"the heads, domain gates, evidence temperatures, calibrated confidence and fusion on the encoders' pooled "
+        f"features: heads / encoders = {median['heads'] / median['encoders']:.2%} (median), "
+        f"{fastest['heads'] / fastest['encoders']:.2%} (min)"
+    )
     overhead = fastest["model"] / fastest["encoders"] - 1.0
     for backend, values in latencies.items():
         print(
