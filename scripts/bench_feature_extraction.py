@@ -2,7 +2,8 @@
 
     python scripts/bench_feature_extraction.py [--items 96] [--batch_size 16] [--threads 1]
 
-On `--items` EmoDB clips of the demo corpus (~2 s each), three measurements, each the median of `--repeats`:
+On `--items` EmoDB clips of the demo corpus (~2 s each), three measurements, each the median of `--repeats`
+(interleaved: one of each per round):
 
 - `encoder`: the Whisper encoder (real-length path, float32) alone on the processor's outputs, prepared beforehand,
   in length-sorted batches: the network's own cost;
@@ -68,11 +69,17 @@ def main() -> None:
 
         return run
 
-    seconds = {
-        "encoder": median_seconds(encoder, args.repeats),
-        "extraction (batched)": median_seconds(extraction(args.batch_size), args.repeats),
-        "extraction (one at a time)": median_seconds(extraction(1), args.repeats),
+    phases = {
+        "encoder": encoder,
+        "extraction (batched)": extraction(args.batch_size),
+        "extraction (one at a time)": extraction(1),
     }
+    # Interleaved (one of each per round), so a change in the machine's load falls on every phase alike.
+    times: dict[str, list[float]] = {name: [] for name in phases}
+    for _ in range(args.repeats):
+        for name, function in phases.items():
+            times[name].append(median_seconds(function, 1))
+    seconds = {name: statistics.median(values) for name, values in times.items()}
     print(f"{len(paths)} EmoDB clips, batch {args.batch_size}, {args.threads} thread(s), median of {args.repeats}")
     for name, value in seconds.items():
         ratio = value / seconds["encoder"]

@@ -11,6 +11,9 @@ least disturbed by other processes on a shared machine):
 
 - `preprocess`: the processor alone (decode, resample, log-mel, tokenise) on file paths and transcripts;
 - `encoders`: the bare encoders' forward (`model.embed_modality` of every modality) on the prepared batches;
+- `heads`: the model on the encoders' pooled features (`<modality>_embeds`): what it adds to its encoders (domain
+  gates, evidential heads, evidence temperatures, calibrated confidence, fusion), measured apart from the encoders'
+  run-to-run noise;
 - `model`: the full model forward (encoders + evidential heads + fusion) on the same prepared batches;
 - `pipeline`: the `trusted-emotion-recognition` pipeline end to end (preprocessing, forward, postprocessing);
 - `latency`: the pipeline on one utterance at a time (median and 90th percentile);
@@ -19,8 +22,10 @@ least disturbed by other processes on a shared machine):
 
 `--threads 1,2` runs everything once per thread count (torch's intra-op threads and onnxruntime's, alike).
 
-Printed ratios: `model / encoders` (what the heads and the fusion add; the target is under 5 %) and
-`pipeline / (preprocess + model)`. Memory is the peak resident set size reached during a phase above the RSS at its
+Printed ratios: `heads / encoders` and `model / encoders` (what the heads, gates and fusion add; the target is under
+5 %), `pipeline / encoders` (the pipeline end to end against the bare float32 encoders, per utterance; the target is
+under 1.5x) and `pipeline / (preprocess + model)`. `--quantization none,dynamic_int8` adds the encoders, model and
+pipeline with `encoder_quantization="dynamic_int8"`. Memory is the peak resident set size reached during a phase above the RSS at its
 start (Linux `/proc/self/status` VmHWM, reset through `/proc/self/clear_refs` before each phase), i.e. what the phase
 itself allocates on top of the loaded model. Timings depend on the machine's load: the script prints the load average.
 """
@@ -91,11 +96,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--onnx", default=None, help="an export folder of --model (scripts/export_onnx.py): adds onnxruntime"
     )
     parser.add_argument(
+        "--quantization",
+        default="none",
+        help="comma-separated encoder_quantization values of the pipeline; each besides 'none' adds its phases",
+    )
+    parser.add_argument(
         "--threads", default=None, help="comma-separated thread counts, each a run (default: torch's current)"
     )
     args = parser.parse_args(argv)
     if min(args.max_items, args.batch_size, args.repeats, args.latency_items) < 1:
         parser.error("--max_items, --batch_size, --repeats and --latency_items must be positive.")
+    args.quantization = [q.strip() for q in args.quantization.split(",") if q.strip()]
     if args.threads is not None:
         try:
             args.threads = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -107,9 +118,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def benchmark(
-    args: argparse.Namespace, recognizer, onnx_recognizer, inputs: list[dict], modalities: Sequence[str]
+    args: argparse.Namespace,
+    recognizer,
+    onnx_recognizer,
+    inputs: list[dict],
+    modalities: Sequence[str],
+    quantized: Optional[dict] = None,
 ) -> dict:
-    """Every phase on the same inputs with the current thread settings; prints the table and returns the timings."""
+    """Every phase on the same inputs with the current thread settings; prints the table and returns the timings.
+
+    `quantized`: `{quantization: pipeline}` built with `encoder_quantization=quantization`; each adds its
+    `encoders`, `model` and `pipeline` phases (named `<phase>[<quantization>]`).
+    """
     model, processor = recognizer.model.eval(), recognizer.processor
     chunks = [inputs[i : i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
 
@@ -118,19 +138,36 @@ def benchmark(
 
     batches = preprocess()
 
-    def encoders() -> None:
+    def encoders(candidate=model) -> None:
         for batch in batches:
             for modality in modalities:
-                embed_processed(model, batch, modality)
+                embed_processed(candidate, batch, modality)
 
     def forward(candidate=model) -> None:
         for batch in batches:
             candidate(**batch)
 
+    with torch.no_grad():  # the encoders' pooled features of every batch, for the `heads` phase
+        pooled = [{f"{m}_embeds": embed_processed(model, batch, m) for m in modalities} for batch in batches]
+
+    def heads() -> None:  # everything the model adds to its encoders, on their pooled features
+        for batch, embeds in zip(batches, pooled):
+            model(**embeds, modality_mask=batch["modality_mask"])
+
     def end_to_end(candidate=recognizer) -> None:
         candidate(inputs, batch_size=args.batch_size)
 
-    phases = {"preprocess": preprocess, "encoders": encoders, "model": forward, "pipeline": end_to_end}
+    phases = {
+        "preprocess": preprocess,
+        "encoders": encoders,
+        "heads": heads,
+        "model": forward,
+        "pipeline": end_to_end,
+    }
+    for quantization, variant in (quantized or {}).items():
+        phases[f"encoders[{quantization}]"] = lambda m=variant.model: encoders(m)
+        phases[f"model[{quantization}]"] = lambda m=variant.model: forward(m)
+        phases[f"pipeline[{quantization}]"] = lambda r=variant: end_to_end(r)
     recognizers = {"pytorch": recognizer}
     if onnx_recognizer is not None:
         phases["onnx_model"] = lambda: forward(onnx_recognizer.model)
@@ -159,15 +196,34 @@ def benchmark(
         f"{onnx_recognizer.model.num_threads if onnx_recognizer else '-'}, "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(f"{'phase':<14} {'median s':>9} {'min s':>8} {'utt/s (min)':>12} {'peak RSS +MiB':>14}")
+    print(
+        f"{'phase':<24} {'median s':>9} {'min s':>8} {'ms/utt (median)':>16} {'/ encoders (median)':>20} "
+        f"{'peak RSS +MiB':>14}"
+    )
     for name in phases:
-        print(f"{name:<14} {median[name]:>9.3f} {fastest[name]:>8.3f} {n / fastest[name]:>12.1f} {memory[name]:>14.1f}")
+        print(
+            f"{name:<24} {median[name]:>9.3f} {fastest[name]:>8.3f} {1000 * median[name] / n:>16.2f} "
+            f"{median[name] / median['encoders']:>19.3f}x {memory[name]:>14.1f}"
+        )
     for label, values in (("median", median), ("min", fastest)):
         ratio = values["model"] / values["encoders"]
         print(
-            f"fusion + heads overhead ({label}): model / encoders = {ratio:.4f} ({ratio - 1:+.2%}); "
+            f"domain gates + heads + calibration + fusion ({label}): model / encoders = {ratio:.4f} "
+            f"({ratio - 1:+.2%}); pipeline / encoders = {values['pipeline'] / values['encoders']:.3f}; "
             f"pipeline / (preprocess + model) = {values['pipeline'] / (values['preprocess'] + values['model']):.4f}"
         )
+        for quantization in quantized or {}:
+            print(
+                f"  {quantization} ({label}): pipeline / float32 encoders = "
+                f"{values[f'pipeline[{quantization}]'] / values['encoders']:.3f}; encoders x"
+                f"{values['encoders'] / values[f'encoders[{quantization}]']:.2f} faster; model / its encoders = "
+                f"{values[f'model[{quantization}]'] / values[f'encoders[{quantization}]']:.4f}"
+            )
+    print(
+        f"the heads, domain gates, evidence temperatures, calibrated confidence and fusion on the encoders' pooled "
+        f"features: heads / encoders = {median['heads'] / median['encoders']:.2%} (median), "
+        f"{fastest['heads'] / fastest['encoders']:.2%} (min)"
+    )
     overhead = fastest["model"] / fastest["encoders"] - 1.0
     for backend, values in latencies.items():
         print(
@@ -179,7 +235,8 @@ def benchmark(
         latency_ratio = statistics.median(latencies["pytorch"]) / statistics.median(latencies["onnxruntime"])
         print(
             f"onnxruntime speed-up over PyTorch (min times): model x{speedup['model']:.2f}, pipeline "
-            f"x{speedup['pipeline']:.2f}; median single-utterance latency x{latency_ratio:.2f}"
+            f"x{speedup['pipeline']:.2f}; median single-utterance latency x{latency_ratio:.2f}; onnx pipeline / "
+            f"float32 encoders (median) = {median['onnx_pipeline'] / median['encoders']:.3f}"
         )
     return {
         "n": n,
@@ -202,11 +259,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[int, dict]:
     if unknown:
         raise ValueError(f"--modalities {unknown} are not modalities of {args.model} ({list(config.modalities)}).")
     inputs = load_inputs(args, modalities)
+    quantized = {
+        quantization: pipeline("trusted-emotion-recognition", model=args.model, encoder_quantization=quantization)
+        for quantization in args.quantization
+        if quantization != "none"
+    }
     results = {}
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
         onnx_recognizer = onnx_pipeline(args.onnx, num_threads=threads) if args.onnx else None
-        results[threads] = benchmark(args, recognizer, onnx_recognizer, inputs, modalities)
+        results[threads] = benchmark(args, recognizer, onnx_recognizer, inputs, modalities, quantized)
     return results
 
 

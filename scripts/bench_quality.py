@@ -18,6 +18,8 @@ Methods, all on the same folds:
   audio / text rows are the fused model's single-modality opinions (evaluate.py's ablation).
 - logreg: logistic regression on the same frozen, pooled encoder features (audio, text, both concatenated).
 - egemaps_svm: openSMILE eGeMAPSv02 functionals + RBF SVM with Platt probabilities (audio only).
+`--encoder_quantization dynamic_int8` gives TER features from int8 encoders (`model.quantize_encoders`) in
+training, calibration and test, for the accuracy cost of that inference speed option (README, "Inference speed").
 Confidence: the calibrated confidence of the fused opinion for TER, the maximum class probability for the baselines.
 
 Levers (`--levers`; each a separate TER row): `base` (mean pooling over the real, unpadded frames of the last encoder layer, `--weighted_layer_sum none`),
@@ -70,6 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--work_dir", default=None, help="fold manifests, noisy copies and logs (default: $TER_CACHE/bench_quality)"
     )
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: $TER_CACHE/features)")
+    parser.add_argument(
+        "--encoder_quantization",
+        default="none",
+        choices=("none", "dynamic_int8"),
+        help="TER's features from encoders made by `model.quantize_encoders` (training, calibration and test alike; "
+        "cached apart, under <cache_dir>/<quantization>); the baselines keep float32",
+    )
     args = parser.parse_args(argv)
     args.levers = [lever.strip() for lever in args.levers.split(",") if lever.strip()]
     unknown = [lever for lever in args.levers if lever not in LEVERS]
@@ -139,6 +148,33 @@ def speaker_normalizing(compute_features, speaker_of: dict[str, str]):
             values = speaker_normalize(cached.features[modality][present].numpy(), speakers[present])
             cached.features[modality][present] = cached.features[modality].new_tensor(values)
         return cached
+
+    return wrapped
+
+
+class _KeyedBy:
+    """A TER model that encodes with `encoding` (its quantized copy) but is keyed, configured and switched between
+    train / eval modes as `model` (the float one), for the feature cache."""
+
+    def __init__(self, model, encoding):
+        self._model, self._encoding = model, encoding
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def embed_modality(self, modality: str, **inputs):
+        return self._encoding.embed_modality(modality, **inputs)
+
+
+def quantized_encoding(compute_features, quantization: str):
+    """`compute_features` whose encoders compute as `model.quantize_encoders(quantization)` makes them, with its own
+    cache folder `<cache_dir>/<quantization>` (the keys are the float model's)."""
+    from modeling_ter.data.feature_cache import default_feature_cache_dir
+
+    def wrapped(model, processor, items, modalities, cache_dir=None, *args, **kwargs):
+        folder = Path(cache_dir) if cache_dir is not None else default_feature_cache_dir()
+        keyed = _KeyedBy(model, model.quantize_encoders(quantization))
+        return compute_features(keyed, processor, items, modalities, folder / quantization, *args, **kwargs)
 
     return wrapped
 
@@ -280,10 +316,13 @@ class Benchmark:
         patches = contextlib.ExitStack()
         # A fold's checkpoint is deleted once scored: its plots would only cost time (training draws them).
         patches.enter_context(mock.patch.object(loop, "save_plots", lambda *args, **kwargs: []))
-        if lever == "speaker_norm":
-            for module in (loop, evaluation):
-                wrapped = speaker_normalizing(module.compute_features, speaker_of)
-                patches.enter_context(mock.patch.object(module, "compute_features", wrapped))
+        for module in (loop, evaluation):
+            wrapped = module.compute_features
+            if self.args.encoder_quantization != "none":
+                wrapped = quantized_encoding(wrapped, self.args.encoder_quantization)
+            if lever == "speaker_norm":
+                wrapped = speaker_normalizing(wrapped, speaker_of)
+            patches.enter_context(mock.patch.object(module, "compute_features", wrapped))
         eval_json = fold_dir / f"ter_{lever}_eval.json"
         buffer = io.StringIO()
         try:
@@ -385,6 +424,7 @@ class Benchmark:
         self.results.update(
             manifest=str(self.manifest),
             levers=self.args.levers,
+            encoder_quantization=self.args.encoder_quantization,
             seed=self.args.seed,
             train_args=self.args.train_args,
             threshold_strategy="break_even",

@@ -43,6 +43,9 @@ from .evidential import (
 from .face_cnn import MiniXceptionFaceEncoder
 from .whisper_unpadded import whisper_encoder_unpadded
 
+# What `TERForEmotionRecognition.quantize_encoders` can do to the encoders' linear layers for inference.
+ENCODER_QUANTIZATIONS = ("none", "dynamic_int8")
+
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks: pooling, layer weighting, evidential heads, encoders
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,6 +265,12 @@ class TERPreTrainedModel(PreTrainedModel):
         from transformers.dynamic_module_utils import custom_object_save
         from transformers.pipelines import PIPELINE_REGISTRY
 
+        if getattr(self, "encoder_quantization", "none") != "none":
+            raise ValueError(
+                f"This copy's encoders are quantized ({self.encoder_quantization}) for inference; save the float "
+                "model it was made from."
+            )
+
         registered = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
         if registered is not None:
             # The entry `Pipeline.save_pretrained` writes: classes as "module.Class" / class names.
@@ -319,6 +328,9 @@ class TERForEmotionRecognition(TERPreTrainedModel):
     >>> model(**inputs).confidence  # doctest: +SKIP
     ```
     """
+
+    # "none", or how `quantize_encoders` made this copy's encoders compute.
+    encoder_quantization = "none"
 
     def __init__(self, config: TERConfig):
         super().__init__(config)
@@ -398,6 +410,38 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         for modality, (_, state_dict) in pretrained.items():
             model.encoders[modality].backbone.load_state_dict(state_dict)
         return model
+
+    def quantize_encoders(self, quantization: str = "dynamic_int8") -> "TERForEmotionRecognition":
+        """A copy of this model for inference whose encoders' linear layers compute in int8 (this model is unchanged).
+
+        `"dynamic_int8"`: `torch.ao.quantization.quantize_dynamic` replaces every `nn.Linear` of every backbone
+        (Whisper's attention and feed-forward layers, the text encoder's) by one with int8 weights that quantizes
+        its input on the fly (CPU); convolutions, layer norms, the heads, the domain gates and the fusion stay
+        float32. `"none"` returns this model itself. The copy computes, it does not train or save:
+        `save_pretrained` of it raises (save the float model). Its accuracy and speed against float32:
+        README, "Inference speed".
+        """
+        if quantization not in ENCODER_QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {ENCODER_QUANTIZATIONS}, got {quantization!r}.")
+        if quantization == "none":
+            return self
+        if self.encoder_quantization != "none":
+            raise ValueError(f"The encoders are already quantized ({self.encoder_quantization}).")
+        import copy
+        import importlib
+        import warnings
+
+        # Imported by name: torch marks `torch.ao.quantization` deprecated (in favour of torchao, not a dependency).
+        quantization_module = importlib.import_module("torch.ao.quantization")
+        quantized = copy.deepcopy(self).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+            quantized.encoders = quantization_module.quantize_dynamic(
+                quantized.encoders, {nn.Linear}, dtype=torch.qint8
+            )
+        quantized.encoder_quantization = quantization
+        return quantized
 
     def embed_modality(self, modality: str, **inputs: torch.Tensor) -> torch.Tensor:
         """Pooled features `(batch, num_feature_layers, embed_dim)` of one modality's raw inputs (for caching)."""

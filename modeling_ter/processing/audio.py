@@ -71,6 +71,49 @@ def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return signal.resample_poly(waveform, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
 
 
+def whisper_log_mel(waveforms: list[np.ndarray], feature_extractor) -> list[np.ndarray]:
+    """Whisper log-mel features of several mono waveforms in one batched STFT, equal to what
+    `WhisperFeatureExtractor(waveform, padding="longest")` (its torch path) computes for each alone.
+
+    Each waveform gets its own centre (reflect) padding of `n_fft // 2` samples before the batch is zero-padded to
+    the longest, so no frame of a shorter clip sees another's padding; each clip keeps its `len // hop_length`
+    frames and its own log-range floor (its maximum - 8). Needs `len(waveform) > n_fft // 2` (as `torch.stft`'s
+    reflect padding does), `dither == 0` and no `do_normalize` (the caller checks, see `batched_log_mel_applies`).
+
+    Returns:
+        One `np.ndarray` of shape `(num_mel_bins, len(waveform) // hop_length)`, float32, per waveform.
+    """
+    import torch  # a dependency of the model anyway; imported here so that decoding alone does not need it
+
+    n_fft, hop = feature_extractor.n_fft, feature_extractor.hop_length
+    padded = [np.pad(np.asarray(w, dtype=np.float32), n_fft // 2, mode="reflect") for w in waveforms]
+    batch = np.zeros((len(padded), max(len(p) for p in padded)), dtype=np.float32)
+    for row, samples in zip(batch, padded):
+        row[: len(samples)] = samples
+    window = torch.hann_window(n_fft)
+    stft = torch.stft(torch.from_numpy(batch), n_fft, hop, window=window, center=False, return_complex=True)
+    magnitudes = (stft.abs() ** 2).contiguous()  # (batch, n_fft // 2 + 1, frames)
+    mel_filters = torch.from_numpy(np.asarray(feature_extractor.mel_filters, dtype=np.float32))
+    log_spec = torch.clamp(mel_filters.T @ magnitudes, min=1e-10).log10()  # (batch, num_mel_bins, frames)
+    features = []
+    for index, waveform in enumerate(waveforms):
+        own = log_spec[index, :, : len(waveform) // hop]
+        own = torch.maximum(own, own.max() - 8.0) if own.numel() else own
+        features.append(((own + 4.0) / 4.0).numpy())
+    return features
+
+
+def batched_log_mel_applies(feature_extractor, num_samples: int) -> bool:
+    """Whether `whisper_log_mel` computes exactly what `feature_extractor` does for a clip of `num_samples`."""
+    return (
+        all(hasattr(feature_extractor, name) for name in ("mel_filters", "n_fft", "hop_length", "n_samples"))
+        and type(feature_extractor).__name__ == "WhisperFeatureExtractor"
+        and not getattr(feature_extractor, "dither", 0.0)
+        and not getattr(feature_extractor, "do_normalize", False)
+        and num_samples > feature_extractor.n_fft // 2
+    )
+
+
 def _finalize(
     mono: np.ndarray, orig_sr: int, target_sr: int, source: str, fix: str, error: type[ValueError] = ValueError
 ) -> np.ndarray:

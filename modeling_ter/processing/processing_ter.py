@@ -21,7 +21,7 @@ from transformers import AutoFeatureExtractor, AutoTokenizer, BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import cached_file
 
-from .audio import load_audio, prepare_waveform
+from .audio import batched_log_mel_applies, load_audio, prepare_waveform, whisper_log_mel
 
 # The face crops' side; `video.py` (PyAV + OpenCV) is imported only when a video is processed.
 FACE_IMAGE_SIZE = 64
@@ -214,10 +214,16 @@ class TERProcessor(ProcessorMixin):
         rates = list(sampling_rate) if isinstance(sampling_rate, (list, tuple)) else [sampling_rate] * batch_size
         if len(rates) != batch_size:
             raise ValueError(f"sampling_rate has {len(rates)} entries for {batch_size} samples; give one per sample.")
+        # Audio first, for the whole batch (one STFT for all the clips Whisper features allow, see `whisper_log_mel`).
+        audio = self._encode_audio_batch(batches["audio"], rates) if "audio" in batches else None
         examples = [
-            self._encode_example({m: batch[index] for m, batch in batches.items()}, rates[index])
+            self._encode_example({m: batch[index] for m, batch in batches.items() if m != "audio"}, rates[index])
             for index in range(batch_size)
         ]
+        for index, encoded in enumerate(audio or []):
+            if encoded is not None:
+                examples[index] = {**{f"audio_{n}": a[None] for n, a in encoded.items()}, **examples[index]}
+                examples[index]["modality_mask"][0, self.modalities.index("audio")] = True
         return self.pad(examples, return_tensors=return_tensors)
 
     def _encode_example(self, example: dict[str, Any], sampling_rate: Optional[int]) -> dict[str, np.ndarray]:
@@ -255,7 +261,38 @@ class TERProcessor(ProcessorMixin):
             )
         return prepare_waveform(np.asarray(value), sampling_rate, target_rate)
 
-    def _encode_audio(self, value: AudioInput, sampling_rate: Optional[int]) -> dict[str, np.ndarray]:
+    def _encode_audio_batch(
+        self, values: Sequence[AudioInput], rates: Sequence[Optional[int]]
+    ) -> list[Optional[dict[str, np.ndarray]]]:
+        """Every audio sample's arrays (without a batch axis), `None` where it has none: each waveform decoded and
+        resampled once; Whisper log-mel features of all of them in one batched STFT, else one at a time."""
+        waveforms = [None if value is None else self._load_clip(value, rate) for value, rate in zip(values, rates)]
+        batched = [
+            index
+            for index, waveform in enumerate(waveforms)
+            if waveform is not None and batched_log_mel_applies(self.feature_extractor, len(waveform))
+        ]
+        encoded: list[Optional[dict[str, np.ndarray]]] = [None] * len(waveforms)
+        if batched:
+            hop = self.feature_extractor.hop_length
+            features = whisper_log_mel([waveforms[index] for index in batched], self.feature_extractor)
+            for index, feature in zip(batched, features):
+                encoded[index] = {"input_features": feature, "attention_mask": np.ones(feature.shape[1], np.int32)}
+                if len(waveforms[index]) // hop == 0:
+                    raise self._too_short(len(waveforms[index]))
+        for index, waveform in enumerate(waveforms):
+            if waveform is not None and encoded[index] is None:
+                encoded[index] = self._encode_audio(waveform, self.feature_extractor.sampling_rate)
+        return encoded
+
+    def _too_short(self, num_samples: int) -> ValueError:
+        return ValueError(
+            f"An audio clip of {num_samples} samples at {self.feature_extractor.sampling_rate} Hz is too short for "
+            f"the feature extractor ({type(self.feature_extractor).__name__}); drop its audio or pass a longer clip."
+        )
+
+    def _load_clip(self, value: AudioInput, sampling_rate: Optional[int]) -> np.ndarray:
+        """One audio sample as a mono waveform at the feature extractor's rate, cut to what the encoder takes."""
         target_rate = self.feature_extractor.sampling_rate
         waveform = self.load_waveform(value, sampling_rate)
         max_samples = getattr(self.feature_extractor, "n_samples", None)  # Whisper: 30 s
@@ -266,6 +303,13 @@ class TERProcessor(ProcessorMixin):
                 max_samples / target_rate,
             )
             waveform = waveform[:max_samples]
+        return waveform
+
+    def _encode_audio(self, value: AudioInput, sampling_rate: Optional[int]) -> dict[str, np.ndarray]:
+        """One sample's arrays through the feature extractor itself (waveform models, and clips the batched Whisper
+        path does not take)."""
+        target_rate = self.feature_extractor.sampling_rate
+        waveform = self._load_clip(value, sampling_rate)
         encoded = self.feature_extractor(
             waveform, sampling_rate=target_rate, padding="longest", return_attention_mask=True, return_tensors="np"
         )
@@ -274,10 +318,7 @@ class TERProcessor(ProcessorMixin):
         if "attention_mask" in encoded:
             features["attention_mask"] = encoded["attention_mask"][0]
             if not features["attention_mask"].any():
-                raise ValueError(
-                    f"An audio clip of {len(waveform)} samples at {target_rate} Hz is too short for the feature "
-                    f"extractor ({type(self.feature_extractor).__name__}); drop its audio or pass a longer clip."
-                )
+                raise self._too_short(len(waveform))
         return features
 
     def _encode_text(self, value: str, sampling_rate: Optional[int] = None) -> Optional[dict[str, np.ndarray]]:

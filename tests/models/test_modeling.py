@@ -439,3 +439,29 @@ def test_class_weights_weigh_each_samples_loss_by_its_class():
     torch.testing.assert_close(weighted, (per_sample * torch.tensor([2.0, 0.0, 1.0, 2.0, 0.0, 1.0])).mean())
     with pytest.raises(ValueError, match="class_weights must hold 3"):
         TERConfig(modality_configs={"audio": {"embed_dim": 4}}, num_labels=3, class_weights=[1.0, 1.0])
+
+
+def test_quantize_encoders_is_an_int8_copy_close_to_float32_that_cannot_be_saved(tmp_path):
+    torch.manual_seed(0)
+    model = TERForEmotionRecognition(tiny_config({"text": {"backbone": TINY_BERT}})).eval()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    assert model.quantize_encoders("none") is model
+    quantized = model.quantize_encoders()
+    assert quantized is not model and quantized.encoder_quantization == "dynamic_int8"
+    assert model.encoder_quantization == "none"
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # unchanged
+    linear = [m for m in quantized.encoders.modules() if type(m) is torch.nn.Linear]
+    int8 = [m for m in quantized.encoders.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    assert not linear and len(int8) == len([m for m in model.encoders.modules() if isinstance(m, torch.nn.Linear)])
+    assert all(type(head.dense) is torch.nn.Linear for head in quantized.heads.values())  # heads stay float32
+    input_ids = torch.randint(1, 50, (3, 7))
+    with torch.no_grad():
+        exact, approximate = model(text_input_ids=input_ids), quantized(text_input_ids=input_ids)
+    assert not torch.equal(exact.alpha, approximate.alpha)  # it does compute differently...
+    torch.testing.assert_close(approximate.probs, exact.probs, atol=0.02, rtol=0)  # ...and close
+    with pytest.raises(ValueError, match="quantized \\(dynamic_int8\\) for inference; save the float model"):
+        quantized.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="already quantized"):
+        quantized.quantize_encoders()
+    with pytest.raises(ValueError, match="must be one of \\('none', 'dynamic_int8'\\), got 'int4'"):
+        model.quantize_encoders("int4")

@@ -221,3 +221,27 @@ def test_long_clip_is_windowed_by_default(recognizer, two_seconds, caplog):
     assert len(recognizer(clip[: 20 * 16000], sampling_rate=16000, return_windows=True)["windows"]) == 10
     with pytest.raises(ValueError, match="at most the encoder's 30 s"):
         recognizer(clip, sampling_rate=16000, chunk_length_s=40)
+
+
+def test_int8_encoders_are_an_option_close_to_float32_and_never_saved(recognizer, results, tmp_path):
+    int8 = pipeline(
+        "trusted-emotion-recognition",
+        model=recognizer.model,
+        processor=recognizer.processor,
+        encoder_quantization="dynamic_int8",
+    )
+    assert int8.encoder_quantization == "dynamic_int8" and int8.model.encoder_quantization == "dynamic_int8"
+    assert int8.float_model is recognizer.model and recognizer.model.encoder_quantization == "none"
+    assert pipeline("trusted-emotion-recognition", model=recognizer.model, processor=recognizer.processor,
+                    encoder_quantization="none").model is recognizer.model  # fmt: skip
+    item = INPUTS["audio_video_text"]
+    result = int8(item)
+    assert result["confidence"] != results["audio_video_text"]["confidence"]  # the int8 path is the one that ran
+    assert result["confidence"] == pytest.approx(results["audio_video_text"]["confidence"], abs=0.02)
+    int8.save_pretrained(tmp_path)  # saves the float model
+    reloaded = pipeline("trusted-emotion-recognition", model=str(tmp_path))
+    assert reloaded.model.encoder_quantization == "none"
+    assert reloaded(item)["confidence"] == pytest.approx(results["audio_video_text"]["confidence"], abs=1e-6)
+    with pytest.raises(ValueError, match="encoder_quantization must be one of"):
+        pipeline("trusted-emotion-recognition", model=recognizer.model, processor=recognizer.processor,
+                 encoder_quantization="fp8")  # fmt: skip

@@ -130,3 +130,23 @@ def test_non_finite_samples(tmp_path):
 def test_bad_arrays(array, message):
     with pytest.raises(ValueError, match=message):
         prepare_waveform(array, 16000)
+
+
+def test_batched_whisper_log_mel_equals_the_feature_extractor_clip_by_clip():
+    from transformers import WhisperFeatureExtractor
+
+    from modeling_ter.processing.audio import batched_log_mel_applies, whisper_log_mel
+
+    extractor = WhisperFeatureExtractor()
+    rng = np.random.default_rng(0)
+    # Unequal lengths (not multiples of the hop, one of a single frame: 201 samples), loud and quiet, in one batch.
+    lengths = [32000, 16000 + 77, 8123, 201, 4000]
+    waveforms = [(rng.standard_normal(n) * scale).astype(np.float32) for n, scale in zip(lengths, (1, 0.1, 3, 1, 1e-3))]
+    batched = whisper_log_mel(waveforms, extractor)
+    for waveform, features in zip(waveforms, batched):
+        alone = extractor(waveform, sampling_rate=16000, padding="longest", return_tensors="np")["input_features"][0]
+        assert features.shape == alone.shape == (80, len(waveform) // 160)
+        np.testing.assert_allclose(features, alone, atol=2e-5, rtol=0)
+    assert not batched_log_mel_applies(extractor, 200)  # torch.stft's reflect padding needs > n_fft // 2 samples
+    assert batched_log_mel_applies(extractor, 201)
+    assert not batched_log_mel_applies(WhisperFeatureExtractor(dither=1.0), 16000)

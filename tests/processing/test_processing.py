@@ -207,3 +207,18 @@ def test_missing_optional_decoders_name_their_pip_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.signal", None)
     with pytest.raises(ImportError, match="pip install scipy"):
         audio.resample(np.zeros(100, dtype=np.float32), 8000, 16000)
+
+
+def test_whisper_features_of_a_batch_come_from_one_batched_stft(processor, monkeypatch):
+    expected = {
+        path: processor.feature_extractor(load_audio(path), sampling_rate=16000, padding="longest")["input_features"][0]
+        for path in (EMODB_A, EMODB_B, CREMA_AUDIO)
+    }
+    calls = []
+    monkeypatch.setattr(type(processor.feature_extractor), "__call__", lambda *args, **kwargs: calls.append(args))
+    out = processor(audio=list(expected), text=["a", None, "b"])
+    assert not calls  # the per-clip feature extractor did not run
+    for row, alone in enumerate(expected.values()):
+        frames = int(out["audio_attention_mask"][row].sum())
+        assert frames == alone.shape[1]
+        np.testing.assert_allclose(out["audio_input_features"][row, :, :frames].numpy(), alone, atol=1e-6)
