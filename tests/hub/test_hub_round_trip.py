@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, WhisperConfig
+from tiny_models import tiny_whisper_config
+from transformers import BertConfig
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
 from modeling_ter.encoders.defaults import build_default_processor
@@ -27,21 +28,8 @@ PUSH_SCRIPT = REPO_ROOT / "scripts" / "push_to_hub.py"
 def tiny_ter_with_every_backbone(text_vocab_size: int = 40) -> TERForEmotionRecognition:
     """Random tiny Whisper (audio), BERT (text) and our face CNN (video): every raw-input path of the remote code."""
     torch.manual_seed(0)
-    whisper = WhisperConfig(
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=24,
-        decoder_ffn_dim=24,
-        num_mel_bins=80,
+    whisper = tiny_whisper_config(
         max_source_positions=1500,  # 30 s of mel frames, as the real Whisper (the pipeline feeds clips that long)
-        vocab_size=60,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
         name_or_path=str(REPO_ROOT / "local-folder" / "tiny-whisper"),  # as a backbone loaded from a local folder
     )
     bert = BertConfig(
