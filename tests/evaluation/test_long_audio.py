@@ -5,8 +5,8 @@ The clip is four EmoDB utterances from data/ with silence between them (14 s), s
 item's fused label (accuracy 1 or 0) and confidence (ECE of one item = |correct - confidence|)."""
 
 import csv
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +25,10 @@ EMODB = REPO_ROOT / "data" / "emodb" / "wav"
 UTTERANCES = ["03a01Wa.flac", "03a04Wc.flac", "03a05Wa.flac", "03b01Wa.flac"]  # speaker 03, anger
 LABELS = ("anger", "happiness", "neutral", "sadness")
 TRANSCRIPT = "Der Lappen liegt auf dem Eisschrank."
-sys.path.insert(0, str(REPO_ROOT / "scripts"))
-import evaluate as evaluate_script  # noqa: E402  (scripts/evaluate.py)
+# scripts/evaluate.py under another name: `import evaluate` is the 🤗 library (scripts/ stays off sys.path).
+_spec = importlib.util.spec_from_file_location("evaluate_script", REPO_ROOT / "scripts" / "evaluate.py")
+evaluate_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(evaluate_script)
 
 
 @pytest.fixture(scope="module")
