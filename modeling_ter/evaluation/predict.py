@@ -1,7 +1,7 @@
 """Batched inference, written once: the model over batches of inputs, its per-sample outputs concatenated as arrays.
 
-Used by validation during training (with `accelerator.gather_for_metrics`), by evaluation on cached features, and
-by the robustness and out-of-distribution harnesses on raw inputs.
+Used by validation during training (with `accelerator.gather_for_metrics`), by evaluation on cached features (and
+on the windows of long clips), and by the robustness and out-of-distribution harnesses on raw inputs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from ..data.feature_cache import CachedFeatures
 from ..models.evidential import calibrated_confidence, fuse_opinions
+from ..pipelines.trusted_emotion_recognition import pool_windows
 
 
 @torch.no_grad()
@@ -81,6 +82,44 @@ def model_opinions(
             outputs = model(**embeds, modality_mask=features.mask[index].to(device), return_dict=True)
             evidence[index] = (outputs.modality_alpha - 1.0).float().cpu()
     return evidence, features.mask.clone()
+
+
+@torch.no_grad()
+def windowed_audio_opinion(
+    model: torch.nn.Module,
+    processor,
+    waveform: np.ndarray,
+    windows: list[tuple[int, int, bool]],
+    window_fusion: str,
+    batch_size: int = 16,
+) -> torch.Tensor | None:
+    """The audio opinion of one long clip, its windows scored and pooled as the trusted-emotion-recognition pipeline
+    does (`plan_audio_windows` made `windows`, `pool_windows` pools them); windows go through the model in batches.
+
+    Args:
+        waveform: `(T,)` at the processor's rate; windows: `(start, end, speech)` sample ranges.
+        window_fusion: `"evidence_average"` or `"dempster_shafer"` (see `TERForEmotionRecognition.combine_windows`).
+
+    Returns:
+        The pooled (gated) audio evidence `(num_labels,)`, or `None` when no window counts.
+    """
+    device = next(model.parameters()).device
+    rate = processor.feature_extractor.sampling_rate
+    audio = list(model.config.modalities).index("audio")
+    evidence, present, scale = [], [], []
+    model.eval()
+    for first in range(0, len(windows), batch_size):
+        part = windows[first : first + batch_size]
+        batch = processor(
+            audio=[waveform[start:end] for start, end, _ in part], sampling_rate=rate, return_tensors="pt"
+        )
+        outputs = model(**{name: value.to(device) for name, value in batch.items()}, return_dict=True)
+        evidence.append((outputs.modality_alpha[:, audio] - 1.0).float().cpu())
+        present.append(outputs.modality_mask[:, audio].cpu())
+        scale.append(outputs.modality_domain_scale[:, audio].float().cpu())
+    speech = torch.tensor([is_speech for _, _, is_speech in windows])
+    pooled = pool_windows(model, torch.cat(evidence), torch.cat(present), speech, torch.cat(scale), window_fusion)
+    return None if pooled is None else pooled[0]
 
 
 def fused_predictions(

@@ -5,6 +5,10 @@ The report's layout: `{"overall": M, "corpora": {"<corpus>": {"fused": M, "<moda
 holds n, accuracy, macro_f1, uar, trusted_precision, trusted_recall, trusted_f1, trusted_accuracy, threshold,
 coverage, aurc, augrc and ece. A `<modality>` entry is that modality's opinion alone (the model run with only that
 modality present, on the items that have it): the ablation of the fusion.
+
+A clip longer than the window (`chunk_length_s`, default 3 s as in the pipeline) is scored as the
+trusted-emotion-recognition pipeline scores it: in overlapping windows, silent ones masked, the windows' audio
+opinions pooled by `window_fusion` (the pipeline's `plan_audio_windows` and `pool_windows`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import soundfile
 import torch
 
 from trusted_f1.trusted_metrics import THRESHOLD_STRATEGIES, trusted_scores
@@ -23,9 +28,16 @@ from trusted_f1.trusted_metrics import THRESHOLD_STRATEGIES, trusted_scores
 from ..data.feature_cache import CachedFeatures, compute_features
 from ..data.manifest import read_manifest
 from ..models import TERForEmotionRecognition
+from ..pipelines.trusted_emotion_recognition import (
+    DEFAULT_CHUNK_LENGTH_S,
+    DEFAULT_SILENCE_DB,
+    DEFAULT_WINDOW_RULE,
+    encoder_max_samples,
+    plan_audio_windows,
+)
 from ..processing import TERProcessor
 from ..utils.io import write_json_atomic
-from .predict import fused_predictions, model_opinions
+from .predict import fused_predictions, model_opinions, windowed_audio_opinion
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +152,45 @@ def labelled_rows(rows: list[dict], label2id: dict[str, int]) -> tuple[list[dict
     return kept, skipped
 
 
+def _may_be_longer(path: str, seconds: float) -> bool:
+    """False when the file's header says it is clearly shorter than `seconds` (no need to decode it to know)."""
+    try:
+        return soundfile.info(path).duration > seconds - 0.1
+    except (RuntimeError, OSError, TypeError, ValueError):  # a video container, or unreadable: decode to know
+        return True
+
+
+def windowed_audio(
+    model: torch.nn.Module,
+    processor,
+    audio: Sequence[str | None],
+    chunk_length_s: float | None = None,
+    stride_length_s: float | tuple[float, float] | None = None,
+    silence_db: float | None = DEFAULT_SILENCE_DB,
+    window_fusion: str = DEFAULT_WINDOW_RULE,
+    batch_size: int = 16,
+) -> dict[int, torch.Tensor | None]:
+    """The pooled audio opinions of the clips longer than one window, by position in `audio` (file paths or
+    `None`); the others, one window each, are left to the feature cache. Unreadable files are left out too (the
+    cache masks them with the reason). Each clip is decoded, scored and dropped in turn, so memory holds one clip."""
+    rate = processor.feature_extractor.sampling_rate
+    max_samples = encoder_max_samples(processor)
+    pooled = {}
+    for index, path in enumerate(audio):
+        if path is None or not _may_be_longer(path, chunk_length_s or DEFAULT_CHUNK_LENGTH_S):
+            continue
+        try:
+            waveform = processor.load_waveform(path)
+        except (RuntimeError, OSError, ValueError):
+            continue
+        windows = plan_audio_windows(waveform, rate, chunk_length_s, stride_length_s, silence_db, max_samples)
+        if len(windows) > 1:
+            pooled[index] = windowed_audio_opinion(model, processor, waveform, windows, window_fusion, batch_size)
+    if pooled:
+        logger.info(f"{len(pooled)} clips longer than one window were scored in windows ({window_fusion}).")
+    return pooled
+
+
 def evaluate_checkpoint(
     model_dir: str | os.PathLike,
     manifest: str | os.PathLike,
@@ -147,17 +198,22 @@ def evaluate_checkpoint(
     plots_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
     cache_dir: str | os.PathLike | None = None,
+    chunk_length_s: float | None = None,
+    stride_length_s: float | tuple[float, float] | None = None,
+    window_fusion: str = DEFAULT_WINDOW_RULE,
+    silence_db: float | None = DEFAULT_SILENCE_DB,
 ) -> dict:
     """Evaluates the checkpoint in `model_dir` on every row of `manifest` whose label it knows, at its stored trusted
     threshold; writes the report to `output_json` (and the plots to `plots_dir` when given) and returns it.
 
     Frozen-encoder features come from the feature cache, keyed by the encoders' weights, so evaluating a checkpoint
-    on the corpus it was trained on re-encodes nothing.
+    on the corpus it was trained on re-encodes nothing. Audio longer than one window is scored in windows as the
+    pipeline scores it (`chunk_length_s`, `stride_length_s`, `window_fusion`, `silence_db` as the pipeline's).
     """
     rows, problems = read_manifest(manifest)
     # One intra-op thread, as in training (see training.loop.set_single_thread_on_cpu).
     torch.set_num_threads(1)
-    model = TERForEmotionRecognition.from_pretrained(model_dir)
+    model = TERForEmotionRecognition.from_pretrained(model_dir).eval()
     processor = TERProcessor.from_pretrained(model_dir)
     rows, skipped = labelled_rows(rows, model.config.label2id)
     if problems or skipped:
@@ -167,20 +223,31 @@ def evaluate_checkpoint(
         )
     if not rows:
         raise ValueError(f"No row of --manifest {manifest} has a label the model knows; nothing to evaluate.")
-    modalities = model.config.modalities
-    items = {m: [row[m] for row in rows] for m in modalities}
-    features = compute_features(model, processor, items, modalities, cache_dir=cache_dir)
-    for index, modality, reason in features.failures:
-        logger.warning(f"{rows[index]['id']}: {modality} masked ({reason})")
     threshold = model.config.trusted_threshold
     if threshold is None:
         raise ValueError(
             f"The checkpoint {model_dir} has no calibrated trusted_threshold in its config; train it with "
             "scripts/train.py (which calibrates it on validation data) or set config.trusted_threshold."
         )
+    modalities = model.config.modalities
+    items = {m: [row[m] for row in rows] for m in modalities}
+    long_audio = {}
+    if "audio" in modalities:
+        long_audio = windowed_audio(
+            model, processor, items["audio"], chunk_length_s, stride_length_s, silence_db, window_fusion
+        )
+        items["audio"] = [None if index in long_audio else path for index, path in enumerate(items["audio"])]
+    features = compute_features(model, processor, items, modalities, cache_dir=cache_dir)
+    for index, modality, reason in features.failures:
+        logger.warning(f"{rows[index]['id']}: {modality} masked ({reason})")
+    evidence, present = model_opinions(model, features, batch_size)
+    for index, audio_evidence in long_audio.items():
+        if audio_evidence is not None:
+            evidence[index, modalities.index("audio")] = audio_evidence
+            present[index, modalities.index("audio")] = True
     references = np.array([model.config.label2id[row["label"]] for row in rows])
-    report, fused = evaluation_report(
-        model, features, references, [row["corpus"] for row in rows], threshold, batch_size
+    report, fused = opinion_report(
+        evidence, present, references, [row["corpus"] for row in rows], model.config, threshold
     )
     write_json_atomic(report, output_json)
     if plots_dir is not None:

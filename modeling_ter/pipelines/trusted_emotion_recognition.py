@@ -70,6 +70,83 @@ def audio_windows(num_samples: int, chunk: int, stride_left: int, stride_right: 
         start += step
 
 
+def encoder_max_samples(processor: Any) -> Optional[int]:
+    """The longest clip, in samples, the processor's audio encoder takes (Whisper: 30 s); `None` when unbounded."""
+    return getattr(processor.feature_extractor, "n_samples", None)
+
+
+def window_samples(
+    num_samples: int,
+    rate: int,
+    chunk_length_s: Optional[float] = None,
+    stride_length_s: Union[float, tuple[float, float], None] = None,
+    max_samples: Optional[int] = None,
+) -> tuple[int, int, int]:
+    """Window length and left / right strides in samples for a clip of `num_samples` at `rate`.
+
+    Without `chunk_length_s`, a clip of at most `DEFAULT_CHUNK_LENGTH_S` is one window of its own length, a longer one
+    is cut into `DEFAULT_CHUNK_LENGTH_S` windows; `stride_length_s` defaults to `chunk_length_s / 6` on each side.
+    """
+    if chunk_length_s is None:
+        if num_samples <= DEFAULT_CHUNK_LENGTH_S * rate:
+            return max(num_samples, 1), 0, 0
+        chunk_length_s = DEFAULT_CHUNK_LENGTH_S
+    chunk = int(round(chunk_length_s * rate))
+    if chunk <= 0 or (max_samples is not None and chunk > max_samples):
+        limit = f" and at most the encoder's {max_samples / rate:.0f} s" if max_samples is not None else ""
+        raise ValueError(f"chunk_length_s must be positive{limit}, got {chunk_length_s}.")
+    if stride_length_s is None:
+        stride_length_s = chunk_length_s / 6
+    left, right = stride_length_s if isinstance(stride_length_s, (tuple, list)) else (stride_length_s,) * 2
+    return chunk, int(round(left * rate)), int(round(right * rate))
+
+
+def plan_audio_windows(
+    waveform: np.ndarray,
+    rate: int,
+    chunk_length_s: Optional[float] = None,
+    stride_length_s: Union[float, tuple[float, float], None] = None,
+    silence_db: Optional[float] = DEFAULT_SILENCE_DB,
+    max_samples: Optional[int] = None,
+) -> list[tuple[int, int, bool]]:
+    """The windows a mono waveform `(T,)` at `rate` is scored in: `(start, end, speech)` per window, sample ranges
+    from `window_samples` and `audio_windows`; `speech` is False for a window whose loudest `_FRAME_S` frame is more
+    than `silence_db` dB below the clip's speech level (the 99th percentile of its frame levels; `None`: every window
+    is speech). The pipeline and `modeling_ter.evaluation` both window long audio with this function."""
+    chunk, left, right = window_samples(len(waveform), rate, chunk_length_s, stride_length_s, max_samples)
+    frame = max(1, int(_FRAME_S * rate))
+    levels = frame_levels(waveform, frame)
+    floor = 0.0 if silence_db is None else np.percentile(levels, 99) * 10 ** (-silence_db / 20)
+    planned = []
+    for start, end in audio_windows(len(waveform), chunk, left, right):
+        loudest = levels[start // frame : max(start // frame + 1, -(-end // frame))].max()
+        planned.append((start, end, bool(loudest >= floor)))
+    return planned
+
+
+def pool_windows(
+    model: Any,
+    evidence: torch.Tensor,
+    present: torch.Tensor,
+    speech: torch.Tensor,
+    domain_scale: torch.Tensor,
+    rule: str = DEFAULT_WINDOW_RULE,
+) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """One audio opinion from its windows' opinions: `model.combine_windows` over the windows that are speech and
+    present, with their mean domain scale.
+
+    Args:
+        evidence: `(num_windows, num_labels)`; present, speech: `(num_windows,)` bool; domain_scale: `(num_windows,)`.
+
+    Returns:
+        `(evidence (num_labels,), domain scale ())`, or `None` when no window counts (the audio is then missing).
+    """
+    counted = speech & present
+    if not counted.any():
+        return None
+    return model.combine_windows(evidence, counted, rule), domain_scale[counted].mean()
+
+
 # Below this domain scale a modality's opinion is reported as out of domain: the gate took most of its evidence.
 OUT_OF_DOMAIN_SCALE = 0.5
 
@@ -207,22 +284,6 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
             inputs["audio"] = inputs["audio"].numpy()
         return inputs
 
-    def _window_samples(self, num_samples: int, rate: int, chunk_length_s, stride_length_s) -> tuple[int, int, int]:
-        """Window length and left / right strides in samples (a clip that fits the encoder is one window)."""
-        max_samples = getattr(self.processor.feature_extractor, "n_samples", None)  # Whisper: 30 s
-        if chunk_length_s is None:
-            if num_samples <= DEFAULT_CHUNK_LENGTH_S * rate:
-                return max(num_samples, 1), 0, 0
-            chunk_length_s = DEFAULT_CHUNK_LENGTH_S
-        chunk = int(round(chunk_length_s * rate))
-        if chunk <= 0 or (max_samples is not None and chunk > max_samples):
-            limit = f" and at most the encoder's {max_samples / rate:.0f} s" if max_samples is not None else ""
-            raise ValueError(f"chunk_length_s must be positive{limit}, got {chunk_length_s}.")
-        if stride_length_s is None:
-            stride_length_s = chunk_length_s / 6
-        left, right = stride_length_s if isinstance(stride_length_s, (tuple, list)) else (stride_length_s,) * 2
-        return chunk, int(round(left * rate)), int(round(right * rate))
-
     def preprocess(
         self,
         inputs: Any,
@@ -251,14 +312,11 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
                 raise ValueError(f"This model has no audio modality (it has {list(self.model.config.modalities)}).")
             waveform = self.processor.load_waveform(inputs["audio"], inputs.get("sampling_rate"))
             rate = self.processor.feature_extractor.sampling_rate
-            chunk, left, right = self._window_samples(len(waveform), rate, chunk_length_s, stride_length_s)
-            frame = max(1, int(_FRAME_S * rate))
-            levels = frame_levels(waveform, frame)
-            floor = 0.0 if silence_db is None else np.percentile(levels, 99) * 10 ** (-silence_db / 20)
-            for start, end in audio_windows(len(waveform), chunk, left, right):
-                loudest = levels[start // frame : max(start // frame + 1, -(-end // frame))].max()
+            max_samples = encoder_max_samples(self.processor)
+            windows = plan_audio_windows(waveform, rate, chunk_length_s, stride_length_s, silence_db, max_samples)
+            for start, end, speech in windows:
                 encode = lambda segment=waveform[start:end]: self.processor(audio=[segment], sampling_rate=rate)  # noqa: E731
-                items.append((encode, (start / rate, end / rate), bool(loudest >= floor)))
+                items.append((encode, (start / rate, end / rate), speech))
         if not items:
             raise ValueError(
                 f"The input with keys {sorted(inputs)} has no usable modality (no input, an empty text, or a video "
@@ -319,12 +377,18 @@ class TrustedEmotionRecognitionPipeline(ChunkPipeline):
         window_results = []
         if is_window.any():
             audio = names.index("audio")
-            counted = speech[is_window] & present[is_window, audio]
             window_evidence = evidence[is_window, audio]
-            if counted.any():
-                fused_evidence[audio] = self.model.combine_windows(window_evidence, counted, window_fusion)
+            pooled = pool_windows(
+                self.model,
+                window_evidence,
+                present[is_window, audio],
+                speech[is_window],
+                scale[is_window, audio],
+                window_fusion,
+            )
+            if pooled is not None:
+                fused_evidence[audio], fused_scale[audio] = pooled
                 fused_present[audio] = True
-                fused_scale[audio] = scale[is_window, audio][counted].mean()
             if return_windows:
                 alone = torch.zeros(len(window_evidence), len(names), window_evidence.shape[-1])
                 alone[:, audio] = window_evidence
@@ -416,4 +480,11 @@ PIPELINE_REGISTRY.register_pipeline(
     type="multimodal",
 )
 
-__all__ = ["TrustedEmotionRecognitionPipeline"]
+__all__ = [
+    "TrustedEmotionRecognitionPipeline",
+    "audio_windows",
+    "encoder_max_samples",
+    "plan_audio_windows",
+    "pool_windows",
+    "window_samples",
+]

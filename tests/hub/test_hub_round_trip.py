@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertConfig, WhisperConfig
+from tiny_models import tiny_ter_with_every_backbone
 
-from modeling_ter import TERConfig, TERForEmotionRecognition
 from modeling_ter.encoders.defaults import build_default_processor
 from modeling_ter.processing.audio import load_audio
 from trusted_f1.trusted_metrics import trusted_scores
@@ -22,43 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EMODB_CLIP = REPO_ROOT / "data" / "emodb" / "wav" / "03a01Wa.flac"
 CREMA_VIDEO = REPO_ROOT / "data" / "crema_d" / "VideoFlash" / "1001_DFA_HAP_XX.flv"
 PUSH_SCRIPT = REPO_ROOT / "scripts" / "push_to_hub.py"
-
-
-def tiny_ter_with_every_backbone(text_vocab_size: int = 40) -> TERForEmotionRecognition:
-    """Random tiny Whisper (audio), BERT (text) and our face CNN (video): every raw-input path of the remote code."""
-    torch.manual_seed(0)
-    whisper = WhisperConfig(
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=24,
-        decoder_ffn_dim=24,
-        num_mel_bins=80,
-        max_source_positions=1500,  # 30 s of mel frames, as the real Whisper (the pipeline feeds clips that long)
-        vocab_size=60,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-        name_or_path=str(REPO_ROOT / "local-folder" / "tiny-whisper"),  # as a backbone loaded from a local folder
-    )
-    bert = BertConfig(
-        vocab_size=text_vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24
-    )
-    face = {"model_type": "ter_face_cnn", "block_channels": [8, 16], "hidden_size": 16}
-    config = TERConfig(
-        modality_configs={
-            "audio": {"backbone": whisper.to_dict(), "use_weighted_layer_sum": True},
-            "text": {"backbone": bert.to_dict()},
-            "video": {"backbone": face},
-        },
-        id2label={0: "anger", 1: "happiness", 2: "sadness"},
-        head_hidden_size=8,
-        trusted_threshold=0.01,
-    )
-    return TERForEmotionRecognition(config).eval()
 
 
 def fixed_inputs() -> dict[str, torch.Tensor]:

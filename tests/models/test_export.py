@@ -3,7 +3,7 @@ on precomputed embeds both match eager. Input validation is data-dependent and i
 
 import pytest
 import torch
-from hub.test_hub_round_trip import tiny_ter_with_every_backbone  # tests/ is on sys.path (conftest)
+from tiny_models import tiny_ter_with_every_backbone  # tests/ is on sys.path (conftest)
 from torch.export import Dim
 
 FIELDS = ("alpha", "probs", "uncertainty", "confidence", "modality_alpha", "modality_confidence", "conflict")

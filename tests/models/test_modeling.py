@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_whisper_config
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
 
 from modeling_ter import TERConfig, TERForEmotionRecognition, TEROutput
@@ -315,24 +316,7 @@ def test_checkpoint_saved_before_the_modality_configs_layout_still_loads():
 def test_activation_checkpointing_reaches_the_backbones_and_keeps_the_gradients():
     """`activation_checkpointing_enable()` recomputes every Whisper and BERT layer in the backward pass (each
     layer's forward runs twice per step) and gives the same gradients as without it (same seed, dropout on)."""
-    from transformers import WhisperConfig
-
-    whisper = WhisperConfig(
-        d_model=16,
-        encoder_layers=2,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=24,
-        decoder_ffn_dim=24,
-        num_mel_bins=80,
-        max_source_positions=50,
-        vocab_size=60,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
+    whisper = tiny_whisper_config(encoder_layers=2)
     torch.manual_seed(0)
     config = tiny_config(
         {"audio": {"backbone": whisper.to_dict(), "use_weighted_layer_sum": True}, "text": {"backbone": TINY_BERT}}
@@ -385,23 +369,7 @@ def test_main_input_name_is_the_first_modality_input(modalities, expected):
 
 
 def test_main_input_name_of_a_whisper_audio_model():
-    from transformers import WhisperConfig
-
-    whisper = WhisperConfig(
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=24,
-        decoder_ffn_dim=24,
-        max_source_positions=50,
-        vocab_size=60,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-    )
+    whisper = tiny_whisper_config()
     model = TERForEmotionRecognition(tiny_config({"audio": {"backbone": whisper.to_dict()}}))
     assert model.main_input_name == "audio_input_features"
 
