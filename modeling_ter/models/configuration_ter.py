@@ -242,6 +242,9 @@ class TERConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         if "id2label" not in kwargs and "label2id" not in kwargs and "num_labels" not in kwargs:
             kwargs["id2label"] = dict(enumerate(EMOTION_LABELS))
+        if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+            # transformers leaves label2id None when only id2label is given; evaluation maps names through it.
+            kwargs["label2id"] = {label: int(i) for i, label in kwargs["id2label"].items()}
         super().__init__(**kwargs)
         if self.class_weights is not None and (
             len(self.class_weights) != self.num_labels or not all(w >= 0 for w in self.class_weights)

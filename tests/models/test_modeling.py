@@ -433,3 +433,10 @@ def test_quantize_encoders_is_an_int8_copy_close_to_float32_that_cannot_be_saved
         quantized.quantize_encoders()
     with pytest.raises(ValueError, match="must be one of \\('none', 'dynamic_int8'\\), got 'int4'"):
         model.quantize_encoders("int4")
+
+
+def test_label2id_follows_id2label_when_only_id2label_is_given():
+    config = TERConfig(modality_configs={"audio": {"embed_dim": 4}}, id2label={0: "anger", 1: "joy"})
+    assert config.label2id == {"anger": 0, "joy": 1} and config.num_labels == 2
+    reloaded = TERConfig.from_dict(config.to_dict())
+    assert reloaded.label2id == {"anger": 0, "joy": 1} and reloaded.id2label == {0: "anger", 1: "joy"}
