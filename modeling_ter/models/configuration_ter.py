@@ -5,6 +5,7 @@ of the `modeling_ter` package.
 """
 
 import copy
+import math
 import os
 from typing import Any, Optional, Union
 
@@ -283,6 +284,10 @@ class TERConfig(PreTrainedConfig):
     @custom_pipelines.setter
     def custom_pipelines(self, value: dict) -> None:
         self.__dict__["custom_pipelines"] = value
+
+    def evidence_factor(self, modality: str) -> float:
+        """The factor `exp(evidence_calibration[modality])` on the modality's evidence (1 when not calibrated)."""
+        return math.exp((self.evidence_calibration or {}).get(modality, 0.0))
 
     def modality_config(self, modality: str) -> dict:
         """The sub-config of `modality`; `ValueError` when the model has no such modality."""

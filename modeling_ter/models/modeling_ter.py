@@ -11,7 +11,6 @@ torch, safetensors and transformers.
 """
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -574,6 +573,13 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
 
+    def pool_layers(self, modality: str, layer_features: torch.Tensor) -> torch.Tensor:
+        """What the modality's head reads: its pooled layers `(batch, num_feature_layers, embed_dim)` through the
+        learned layer weighting, or the last layer; returns `(batch, embed_dim)`."""
+        if modality in self.layer_weighting:
+            return self.layer_weighting[modality](layer_features)
+        return layer_features[:, -1]
+
     def modality_evidence(
         self, features: dict[str, torch.Tensor], present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -597,20 +603,14 @@ class TERForEmotionRecognition(TERPreTrainedModel):
                 distance.append(absent)
                 domain_scale.append(absent)
                 continue
-            layer_features = features[modality]
-            pooled = (
-                self.layer_weighting[modality](layer_features)
-                if modality in self.layer_weighting
-                else layer_features[:, -1]
-            )
+            pooled = self.pool_layers(modality, features[modality])
             pooled = torch.where(present[:, index, None], pooled, torch.zeros_like(pooled))
             scale = present[:, index].to(reference.dtype)
             modality_distance = absent
             if modality in self.domains:
                 modality_distance = self.domains[modality].distance(pooled).to(reference.dtype)
                 scale = scale * self.domains[modality].evidence_scale(pooled, modality_distance)
-            log_factor = (self.config.evidence_calibration or {}).get(modality, 0.0)
-            evidence.append(self.heads[modality](pooled) * (scale * math.exp(log_factor))[:, None])
+            evidence.append(self.heads[modality](pooled) * (scale * self.config.evidence_factor(modality))[:, None])
             distance.append(modality_distance)
             domain_scale.append(scale)
         evidence, distance, domain_scale = (torch.stack(values, 1) for values in (evidence, distance, domain_scale))

@@ -145,13 +145,13 @@ def fit_fold_heads(
     test_size = max(len(rows) for rows in tests)
     test_index = torch.stack([torch.cat([rows, rows[:1].expand(test_size - len(rows))]) for rows in tests])
 
-    def fold_loss(fold_params, fold_buffers, embeds, present, fold_labels, step):
-        evidence = functional_call(template, (fold_params, fold_buffers), (embeds, present))
-        alpha = fuse_opinions(evidence, present, config.fusion)
-        return template.model.trusted_ce_loss(alpha, evidence + 1.0, present, fold_labels, step)
-
     def fold_evidence(fold_params, fold_buffers, embeds, present):
         return functional_call(template, (fold_params, fold_buffers), (embeds, present))
+
+    def fold_loss(fold_params, fold_buffers, embeds, present, fold_labels, step):
+        evidence = fold_evidence(fold_params, fold_buffers, embeds, present)
+        alpha = fuse_opinions(evidence, present, config.fusion)
+        return template.model.trusted_ce_loss(alpha, evidence + 1.0, present, fold_labels, step)
 
     train_step = vmap(fold_loss, in_dims=(0, 0, 0, 0, 0, None), randomness="different")
     step = 0
@@ -234,9 +234,8 @@ def cross_fit(
 def pooled_features(model: TERForEmotionRecognition, features: CachedFeatures, modality: str) -> torch.Tensor:
     """What the modality's head reads `(N, embed_dim)`: its layers through the model's learned weighting (or the
     last layer)."""
-    layers = features.features[modality]
     with torch.no_grad():
-        return model.layer_weighting[modality](layers) if modality in model.layer_weighting else layers[:, -1]
+        return model.pool_layers(modality, features.features[modality])
 
 
 def fit_domain_gate(
@@ -332,5 +331,5 @@ def calibrate_modalities(
 
 def apply_evidence_calibration(config: TERConfig, evidence: torch.Tensor) -> torch.Tensor:
     """`evidence` `(N, M, K)` with each modality's `exp(config.evidence_calibration[m])` applied (as the model does)."""
-    factors = torch.tensor([math.exp((config.evidence_calibration or {}).get(m, 0.0)) for m in config.modalities])
+    factors = torch.tensor([config.evidence_factor(m) for m in config.modalities])
     return evidence * factors[None, :, None].to(evidence.dtype)

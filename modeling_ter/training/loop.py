@@ -211,19 +211,6 @@ def train(args: TERTrainingArguments) -> dict:
     id2label = {i: EMOTION_LABELS[label_id] for i, label_id in enumerate(label_ids)}
     to_model_label = {label_id: i for i, label_id in enumerate(label_ids)}
 
-    # Build the model after set_seed so the seed also controls the heads' initialisation. The KL annealing is
-    # counted in optimizer steps, which do not depend on the number of processes for a fixed effective batch.
-    num_train = len(splits["train"])
-    steps_per_epoch = math.ceil(
-        math.ceil(num_train / (args.batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps
-    )
-    train_labels = np.array([to_model_label[label] for label in splits["train"]["label"]])
-    class_weights = balanced_class_weights(train_labels, len(id2label)) if args.class_weighting == "balanced" else None
-    model = build_model(
-        args, modalities, id2label, max(1, round(args.annealing_epochs * steps_per_epoch)), class_weights
-    )
-    processor = build_default_processor(modalities)
-
     split_names = ("train",) if args.cross_fits else ("train", "validation")
     split_data = []
     for name in split_names:
@@ -237,6 +224,20 @@ def train(args: TERTrainingArguments) -> dict:
                 "is_copy": np.zeros(len(split), dtype=bool),
             }
         )
+
+    # Build the model after set_seed so the seed also controls the heads' initialisation. The KL annealing is
+    # counted in optimizer steps, which do not depend on the number of processes for a fixed effective batch.
+    num_train = len(splits["train"])
+    steps_per_epoch = math.ceil(
+        math.ceil(num_train / (args.batch_size * accelerator.num_processes)) / args.gradient_accumulation_steps
+    )
+    balanced = args.class_weighting == "balanced"
+    class_weights = balanced_class_weights(split_data[0]["labels"], len(id2label)) if balanced else None
+    model = build_model(
+        args, modalities, id2label, max(1, round(args.annealing_epochs * steps_per_epoch)), class_weights
+    )
+    processor = build_default_processor(modalities)
+
     if args.finetune == "none":
         set_single_thread_on_cpu(accelerator.device)
         # Each process encodes its share of the batches the cache lacks (the same batches one process would form,
