@@ -189,6 +189,43 @@ def summarize(per_fold: list[dict]) -> dict:
     }
 
 
+ECE_FLOOR_DRAWS = 200
+
+
+def ece_floor(confidences_per_fold: list[np.ndarray], seed: int = 0) -> tuple[float, float]:
+    """The ECE a perfectly calibrated predictor would show with these confidences and these test sizes (each item
+    right with probability equal to its confidence), as the mean of per-fold ECEs and as the ECE of all folds pooled;
+    the mean over `ECE_FLOOR_DRAWS` draws. With ~40 items per fold and 15 bins this floor is near 0.1: a per-fold ECE
+    cannot go below it by calibration."""
+    from trusted_f1.trusted_metrics import expected_calibration_error
+
+    rng = np.random.default_rng(seed)
+    per_fold, pooled = [], []
+    for _ in range(ECE_FLOOR_DRAWS):
+        draws = [rng.random(len(c)) < c for c in confidences_per_fold]
+        per_fold.append(np.mean([expected_calibration_error(d, c) for d, c in zip(draws, confidences_per_fold)]))
+        pooled.append(expected_calibration_error(np.concatenate(draws), np.concatenate(confidences_per_fold)))
+    return float(np.mean(per_fold)), float(np.mean(pooled))
+
+
+def pooled_scores(predictions: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """AURC and ECE of the folds' test predictions pooled (`[(correct, confidences)]` per fold: every item scored
+    by a model that never saw its speaker), with the ECE floors of `ece_floor`."""
+    from trusted_f1.trusted_metrics import aurc, expected_calibration_error
+
+    correct = np.concatenate([c for c, _ in predictions])
+    confidences = np.concatenate([conf for _, conf in predictions])
+    floor_per_fold, floor_pooled = ece_floor([conf for _, conf in predictions])
+    return {
+        "n": len(correct),
+        "accuracy": float(correct.mean()),
+        "aurc": aurc(correct, confidences),
+        "ece": expected_calibration_error(correct, confidences),
+        "ece_floor": floor_pooled,
+        "ece_floor_per_fold": floor_per_fold,
+    }
+
+
 class Benchmark:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -282,6 +319,7 @@ class Benchmark:
                 tau = select_threshold(held_pred == labels[train], held_conf, "break_even")
                 pred, conf = predict_with_confidence(classifier, x[test])
                 scores = trusted_scores(pred, labels[test], conf, threshold=tau, num_classes=num_classes)
+                scores["predictions"] = (pred == labels[test], conf)
                 rows[(method, "speaker_norm" if normalize else "base", modality)] = scores
         return rows
 
@@ -324,6 +362,15 @@ class Benchmark:
                 wrapped = speaker_normalizing(wrapped, speaker_of)
             patches.enter_context(mock.patch.object(module, "compute_features", wrapped))
         eval_json = fold_dir / f"ter_{lever}_eval.json"
+        fused = {}
+
+        def capturing_report(*args, **kwargs):
+            report, predictions = opinion_report(*args, **kwargs)
+            fused.update(predictions)
+            return report, predictions
+
+        opinion_report = evaluation.opinion_report
+        patches.enter_context(mock.patch.object(evaluation, "opinion_report", capturing_report))
         buffer = io.StringIO()
         try:
             with patches, contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
@@ -333,7 +380,9 @@ class Benchmark:
             log.write_text(buffer.getvalue())
         promise = json.loads((out / "eval_results.json").read_text())["promise"][corpus]
         shutil.rmtree(out, ignore_errors=True)  # ~125 MB per checkpoint; the scores are in eval_json
-        return report["corpora"][corpus], promise
+        scores = report["corpora"][corpus]
+        scores["fused"]["predictions"] = (fused["correct"], fused["confidences"])  # the test csv holds one corpus
+        return scores, promise
 
     # -- main loop ----------------------------------------------------------------------------------------------
     def run_corpus(self, corpus: str, records: list[dict]) -> None:
@@ -365,6 +414,7 @@ class Benchmark:
         speaker_of.update({noisy[path]: speaker for path, speaker in speaker_of.items() if path in noisy})
 
         per_row: dict[tuple, list[dict]] = defaultdict(list)
+        predictions: dict[tuple, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
         fold_info = []
         for k, (train_idx, test_idx) in enumerate(folds):
             start = time.perf_counter()
@@ -395,11 +445,14 @@ class Benchmark:
                     "test_trusted_precision": test["trusted_precision"],
                     "test_coverage": test["coverage"],
                     "inside": interval is not None and interval[0] <= test["trusted_precision"] <= interval[1],
+                    "inside_new_speaker": inside(promise.get("new_speaker"), test["trusted_precision"]),
                 }
                 for modality, scores in entry.items():
                     rows[("TER", lever, modality)] = scores
             for key, scores in rows.items():
                 per_row[key].append({k: scores[k] for k in (*TABLE_KEYS, "threshold", "n")})
+                if "predictions" in scores:
+                    predictions[key].append(scores["predictions"])
             print(
                 f"{corpus} fold {k + 1}/{len(folds)} (test speakers {', '.join(fold_info[-1]['test_speakers'][:6])}"
                 f"{'...' if len(fold_info[-1]['test_speakers']) > 6 else ''}): {time.perf_counter() - start:.0f} s",
@@ -412,8 +465,15 @@ class Benchmark:
             "num_speakers": num_speakers,
             "folds": fold_info,
             "rows": [
-                {"method": m, "lever": lever, "modality": mod, **summarize(values)}
-                for (m, lever, mod), values in sorted(per_row.items(), key=lambda kv: row_order(kv[0]))
+                {
+                    "method": m,
+                    "lever": lever,
+                    "modality": mod,
+                    **summarize(values),
+                    **({"pooled": pooled_scores(predictions[key])} if predictions.get(key) else {}),
+                }
+                for key, values in sorted(per_row.items(), key=lambda kv: row_order(kv[0]))
+                for m, lever, mod in [key]
             ],
         }
 
@@ -431,6 +491,14 @@ class Benchmark:
             wall_time_s=time.perf_counter() - start,
         )
         return self.results
+
+
+def inside(new_speaker: dict | None, precision: float) -> bool:
+    """Whether a test speaker's trusted precision lies in the card's prediction interval for one new speaker."""
+    if not new_speaker:
+        return False
+    low, high = new_speaker["trusted_precision_pi95"]
+    return low <= precision <= high
 
 
 def row_order(key: tuple[str, str, str]) -> tuple:
@@ -472,13 +540,23 @@ def verdicts(results: dict) -> list[str]:
                 f"ECE {ter['mean']['ece']:.3f} vs {best['mean']['ece']:.3f} "
                 f"({'better' if ter['mean']['ece'] < best['mean']['ece'] else 'NOT better'})"
             )
+            if "pooled" in ter and "pooled" in best:
+                mine, theirs = ter["pooled"], best["pooled"]
+                lines.append(
+                    f"{corpus}: pooled over folds ({mine['n']} test items): TER AURC {mine['aurc']:.3f} vs "
+                    f"{theirs['aurc']:.3f}, ECE {mine['ece']:.3f} vs {theirs['ece']:.3f}; a perfectly calibrated "
+                    f"predictor with TER's confidences would show ECE {mine['ece_floor']:.3f} pooled, "
+                    f"{mine['ece_floor_per_fold']:.3f} as a mean of per-fold ECEs"
+                )
             kept = [f["ter_promise"][ter["lever"]] for f in entry["folds"] if ter["lever"] in f.get("ter_promise", {})]
             if kept:
                 inside = sum(p["inside"] for p in kept)
+                new_speaker = sum(bool(p.get("inside_new_speaker")) for p in kept)
                 coverage = float(np.mean([p["test_coverage"] for p in kept]))
                 lines.append(
                     f"{corpus}: TER {ter['lever']} at each fold's stored threshold on its test speakers: trusted "
-                    f"precision inside the card's 95 % interval in {inside}/{len(kept)} folds; mean coverage "
+                    f"precision inside the card's 95 % interval of the pooled precision in {inside}/{len(kept)} folds, "
+                    f"inside its 95 % prediction interval for one new speaker in {new_speaker}/{len(kept)}; mean coverage "
                     f"{coverage:.3f} (card: {np.mean([p['coverage'] for p in kept]):.3f})"
                 )
     return lines

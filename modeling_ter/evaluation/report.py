@@ -109,9 +109,10 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def threshold_promise(report: dict) -> dict:
+def threshold_promise(report: dict, new_speaker: dict | None = None) -> dict:
     """What the stored threshold buys, per corpus and overall, with 95 % Wilson intervals: trusted precision
-    (`|T ∩ R| / |T|`) and coverage (`|T| / N`) of the fused opinion on held-out speakers."""
+    (`|T ∩ R| / |T|`) and coverage (`|T| / N`) of the fused opinion on held-out speakers; with `new_speaker`
+    (`{name: new_speaker_interval(...)}`), each entry also carries what one new speaker may see."""
     promise = {}
     entries = {"overall": report["overall"], **{c: e["fused"] for c, e in report["corpora"].items()}}
     for name, metrics in entries.items():
@@ -125,7 +126,48 @@ def threshold_promise(report: dict) -> dict:
             "coverage": metrics["coverage"],
             "coverage_ci95": wilson_interval(trusted, metrics["n"]),
         }
+        if new_speaker and name in new_speaker:
+            promise[name]["new_speaker"] = new_speaker[name]
     return promise
+
+
+def _mixture_quantiles(successes, trials, draws: int, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` interval of `k / draws` under an equal mixture, over groups, of beta-binomials
+    `BetaBinomial(draws, s_g + 1/2, t_g - s_g + 1/2)` (each group's proportion, with its Jeffreys uncertainty)."""
+    from scipy.stats import betabinom
+
+    k = np.arange(draws + 1)
+    pmf = np.mean([betabinom.pmf(k, draws, s + 0.5, t - s + 0.5) for s, t in zip(successes, trials)], axis=0)
+    cdf = np.cumsum(pmf)
+    tail = (1.0 - level) / 2
+    low, high = int(np.searchsorted(cdf, tail)), int(np.searchsorted(cdf, 1.0 - tail))
+    return low / draws, min(high, draws) / draws
+
+
+def new_speaker_interval(correct: np.ndarray, trusted: np.ndarray, speakers: Sequence[str]) -> dict | None:
+    """95 % prediction intervals of what one *new* speaker sees at the threshold: its trusted precision (over as
+    many trusted items as a held-out speaker typically has) and its coverage (over as many items as a speaker
+    typically has). A Wilson interval describes the pooled proportion; a single new speaker's proportion varies
+    more, by speaker and by its few items. Each held-out speaker's own counts (`correct`, `trusted`: `(N,)` bool
+    of held-out items) enter as one mixture component (`_mixture_quantiles`); `None` with fewer than 2 speakers
+    that have trusted items."""
+    speakers = np.asarray(speakers)
+    names = list(dict.fromkeys(speakers.tolist()))
+    items = np.array([(speakers == s).sum() for s in names])
+    kept = np.array([trusted[speakers == s].sum() for s in names])
+    right = np.array([(correct & trusted)[speakers == s].sum() for s in names])
+    has_trusted = kept > 0
+    if has_trusted.sum() < 2:
+        return None
+    typical_trusted = max(1, int(np.median(kept[has_trusted])))
+    typical_items = max(1, int(np.median(items)))
+    return {
+        "speakers": len(names),
+        "trusted_per_speaker": typical_trusted,
+        "trusted_precision_pi95": _mixture_quantiles(right[has_trusted], kept[has_trusted], typical_trusted),
+        "items_per_speaker": typical_items,
+        "coverage_pi95": _mixture_quantiles(kept, items, typical_items),
+    }
 
 
 def evaluation_report(

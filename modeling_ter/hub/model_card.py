@@ -321,6 +321,15 @@ def promise_lines(eval_results: dict[str, Any]) -> list[str]:
         if entry["trusted_precision_ci95"] is not None:
             low, high = entry["trusted_precision_ci95"]
             text += f"; of those, {entry['trusted_precision']:.3f} are right (95 % CI {low:.3f}-{high:.3f})"
+        speaker = entry.get("new_speaker")
+        if speaker:
+            low, high = speaker["trusted_precision_pi95"]
+            text += (
+                f". One new speaker (of {speaker['speakers']} held out) with about {speaker['trusted_per_speaker']} "
+                f"trusted predictions: trusted precision {low:.2f}-{high:.2f}"
+            )
+            low, high = speaker["coverage_pi95"]
+            text += f", coverage {low:.2f}-{high:.2f} (95 % prediction intervals)"
         lines.append(text + ".")
     return lines
 

@@ -32,7 +32,7 @@ from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_s
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
 from ..evaluation.predict import collect_outputs, model_opinions
-from ..evaluation.report import evaluation_report, opinion_report, threshold_promise
+from ..evaluation.report import evaluation_report, new_speaker_interval, opinion_report, threshold_promise
 from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
@@ -443,7 +443,18 @@ def finalize_cross_fitted(
     report, fused = opinion_report(
         evidence, present, references.numpy(), corpora, model.config, threshold, True, args.target_precision
     )
-    report["promise"] = threshold_promise(report)
+    rows = present.any(1).numpy()
+    trusted = fused["confidences"] >= threshold
+    speakers = np.array(
+        [f"{c}/{s}" for c, s, keep in zip(train["corpora"], train["speakers"], scored.tolist()) if keep]
+    )[rows]
+    in_corpus = {"overall": np.ones(len(speakers), dtype=bool)}
+    in_corpus.update({c: np.asarray(corpora)[rows] == c for c in dict.fromkeys(corpora)})
+    new_speaker = {
+        name: new_speaker_interval(fused["correct"][keep], trusted[keep], speakers[keep])
+        for name, keep in in_corpus.items()
+    }
+    report["promise"] = threshold_promise(report, new_speaker)
     report["calibration"] = {
         "folds": len(folds),
         "epochs": crossfit.epochs,

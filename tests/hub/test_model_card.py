@@ -224,3 +224,28 @@ def test_card_links_the_demo_space_when_given(eval_results, config):
     assert "(https://huggingface.co/spaces/org/ter-demo)" in linked
     unlinked = str(build_model_card(eval_results, config, repo_id="org/ter"))
     assert "huggingface.co/spaces/" not in unlinked and "--demo_space ORG/NAME --model org/ter" in unlinked
+
+
+def test_card_states_what_one_new_speaker_may_see(tmp_path, eval_results, config):
+    eval_results["promise"] = {
+        "emodb": {
+            "n": 167,
+            "trusted": 114,
+            "trusted_precision": 0.833,
+            "trusted_precision_ci95": [0.754, 0.891],
+            "coverage": 0.683,
+            "coverage_ci95": [0.609, 0.748],
+            "new_speaker": {
+                "speakers": 4,
+                "trusted_per_speaker": 28,
+                "trusted_precision_pi95": [0.607, 0.964],
+                "items_per_speaker": 41,
+                "coverage_pi95": [0.512, 0.829],
+            },
+        }
+    }
+    card = build_model_card(eval_results, config, output_path=tmp_path / "README.md")
+    line = next(line for line in card.text.splitlines() if line.startswith("- ") and "0.833 are right" in line)
+    assert "95 % CI 0.754-0.891" in line
+    assert "One new speaker (of 4 held out) with about 28 trusted predictions: trusted precision 0.61-0.96" in line
+    assert "coverage 0.51-0.83 (95 % prediction intervals)" in line
