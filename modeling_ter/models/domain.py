@@ -102,8 +102,9 @@ class MahalanobisDomain(nn.Module):
         """
         dtype = torch.promote_types(features.dtype, torch.float32)
         whitened = features.to(dtype) @ self.whitening.to(dtype).T  # (batch, D)
-        difference = whitened[:, None, :] - self.whitened_means.to(dtype)[None]  # (batch, K, D); ONNX has no cdist
-        per_class = difference.square().sum(-1).sqrt()  # (batch, K)
+        # One class at a time: (batch, D) in memory, not (batch, K, D) (1 GB for 10^5 items); ONNX has no cdist.
+        means = self.whitened_means.to(dtype)
+        per_class = torch.stack([(whitened - mean).square().sum(-1).sqrt() for mean in means.unbind(0)], -1)
         per_class = per_class.masked_fill(~self.class_present, math.inf)
         return per_class.min(-1).values
 
@@ -124,22 +125,32 @@ class MahalanobisDomain(nn.Module):
         return self.evidence_scale(features)
 
 
+def _ledoit_wolf_from_moments(gram: torch.Tensor, square_gram: torch.Tensor, square_sum: torch.Tensor, n: int) -> float:
+    """The Ledoit-Wolf intensity from sums over `n` centred rows `x`: `gram = x^T x`, `square_gram = (x^2)^T x^2`
+    `(D, D)` and `square_sum = sum(x^2, 0)` `(D,)` (float64)."""
+    p = gram.shape[0]
+    emp_cov_trace = square_sum / n
+    mu = emp_cov_trace.sum() / p
+    beta_sum = square_gram.sum()
+    delta_sum = gram.square().sum() / n**2
+    beta = (beta_sum / n - delta_sum) / (p * n)
+    delta = (delta_sum - 2.0 * mu * emp_cov_trace.sum() + p * mu**2) / p
+    beta = torch.minimum(beta, delta)
+    return 0.0 if float(delta) == 0.0 else float(beta / delta)
+
+
 def ledoit_wolf_shrinkage(centered: torch.Tensor) -> float:
     """The Ledoit-Wolf (2004) shrinkage intensity of the covariance of `centered` `(N, D)` towards `mu * I`.
 
     The formula of `sklearn.covariance.ledoit_wolf_shrinkage` (centred data), in float64; returns a float in [0, 1].
     """
     x = centered.double()
-    n, p = x.shape
     x2 = x.square()
-    emp_cov_trace = x2.sum(0) / n
-    mu = emp_cov_trace.sum() / p
-    beta_sum = (x2.T @ x2).sum()
-    delta_sum = (x.T @ x).square().sum() / n**2
-    beta = (beta_sum / n - delta_sum) / (p * n)
-    delta = (delta_sum - 2.0 * mu * emp_cov_trace.sum() + p * mu**2) / p
-    beta = torch.minimum(beta, delta)
-    return 0.0 if float(delta) == 0.0 else float(beta / delta)
+    return _ledoit_wolf_from_moments(x.T @ x, x2.T @ x2, x2.sum(0), len(x))
+
+
+# Rows per step of `fit_mahalanobis`: its memory is O(chunk x D + D^2), flat in the number of training items.
+FIT_CHUNK = 8192
 
 
 def fit_mahalanobis(
@@ -149,7 +160,8 @@ def fit_mahalanobis(
 
     The within-class residuals are standardised per dimension, their covariance (a correlation matrix) is shrunk
     towards the identity with the Ledoit-Wolf intensity (or `shrinkage` in [0, 1]); i.e. the covariance is shrunk
-    towards its own diagonal, which is robust to the very unequal scales of Whisper's feature dimensions.
+    towards its own diagonal, which is robust to the very unequal scales of Whisper's feature dimensions. The sums
+    run over chunks of `FIT_CHUNK` rows in float64, so no `(N, D)` float64 copy is held.
 
     Args:
         features: `(N, D)` pooled features of the training speakers (float; computed in float64).
@@ -161,7 +173,7 @@ def fit_mahalanobis(
         `{"whitening": (D, D), "whitened_means": (K, D), "class_present": (K,) bool, "shrinkage": () float64}`,
         float32 tensors (the first two), for `MahalanobisDomain.load_statistics(**stats)`.
     """
-    x = torch.as_tensor(features).double()
+    x = torch.as_tensor(features)
     y = torch.as_tensor(labels).long()
     if x.dim() != 2 or y.shape != x.shape[:1] or len(x) < 2:
         raise ValueError(
@@ -169,21 +181,40 @@ def fit_mahalanobis(
         )
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}].")
-    dim = x.shape[1]
-    means = torch.zeros(num_classes, dim, dtype=torch.float64)
-    present = torch.zeros(num_classes, dtype=torch.bool)
-    residuals = torch.empty_like(x)
-    for k in range(num_classes):
-        rows = y == k
-        if bool(rows.any()):
-            means[k], present[k] = x[rows].mean(0), True
-            residuals[rows] = x[rows] - means[k]
-    std = residuals.std(0, unbiased=False).clamp_min(1e-8 * float(residuals.abs().max().clamp_min(1e-30)))
-    standardized = residuals / std
-    intensity = ledoit_wolf_shrinkage(standardized) if shrinkage is None else float(shrinkage)
+    n, dim = x.shape
+    chunks = [slice(start, start + FIT_CHUNK) for start in range(0, n, FIT_CHUNK)]
+    sums = torch.zeros(num_classes, dim, dtype=torch.float64)
+    for rows in chunks:
+        sums.index_add_(0, y[rows], x[rows].double())
+    counts = torch.bincount(y, minlength=num_classes)
+    present = counts > 0
+    means = sums / counts.clamp_min(1)[:, None].double()
+
+    def residuals(rows: slice) -> torch.Tensor:
+        return x[rows].double() - means[y[rows]]
+
+    square_sum, largest = torch.zeros(dim, dtype=torch.float64), 0.0
+    for rows in chunks:
+        r = residuals(rows)
+        square_sum += r.square().sum(0)
+        largest = max(largest, float(r.abs().max()))
+    # The residuals have mean 0 in every class, so their standard deviation is the root mean square.
+    std = (square_sum / n).sqrt().clamp_min(1e-8 * max(largest, 1e-30))
+    gram = torch.zeros(dim, dim, dtype=torch.float64)
+    square_gram, standardized_square_sum = torch.zeros_like(gram), torch.zeros(dim, dtype=torch.float64)
+    for rows in chunks:
+        z = residuals(rows) / std
+        z2 = z.square()
+        gram += z.T @ z
+        square_gram += z2.T @ z2
+        standardized_square_sum += z2.sum(0)
+    if shrinkage is None:
+        intensity = _ledoit_wolf_from_moments(gram, square_gram, standardized_square_sum, n)
+    else:
+        intensity = float(shrinkage)
     if not 0.0 <= intensity <= 1.0:
         raise ValueError(f"shrinkage must lie in [0, 1], got {intensity}.")
-    correlation = standardized.T @ standardized / len(x)
+    correlation = gram / n
     shrunk = (1.0 - intensity) * correlation + intensity * torch.eye(dim, dtype=torch.float64)
     eigenvalues, eigenvectors = torch.linalg.eigh(shrunk)
     eigenvalues = eigenvalues.clamp_min(1e-6 * float(eigenvalues.max()))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
+from modeling_ter.models import domain
 from modeling_ter.models.domain import MahalanobisDomain, fit_mahalanobis, gate_parameters, ledoit_wolf_shrinkage
 
 
@@ -80,3 +81,17 @@ def test_a_gated_out_modality_drops_out_of_the_fusion_exactly():
     assert torch.equal(both.modality_alpha[1, 0], torch.ones(3))
     torch.testing.assert_close(both.alpha[1], text_only.alpha[1], rtol=0, atol=0)
     assert not torch.equal(both.alpha[0], text_only.alpha[0])
+
+
+def test_fit_in_chunks_equals_one_pass(monkeypatch):
+    # The fit sums over chunks of rows (memory flat in N); chunks of 7 rows, with classes split across them, give
+    # the statistics of one pass over all rows.
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(90, 6, generator=generator) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0, 5.0]) + 2.0
+    y = torch.randint(0, 4, (90,), generator=generator)
+    whole = fit_mahalanobis(x, y, 4)
+    monkeypatch.setattr(domain, "FIT_CHUNK", 7)
+    chunked = fit_mahalanobis(x, y, 4)
+    for key in ("whitening", "whitened_means"):
+        assert torch.allclose(chunked[key], whole[key], rtol=1e-5, atol=1e-6), key
+    assert float(chunked["shrinkage"]) == pytest.approx(float(whole["shrinkage"]), rel=1e-9)
