@@ -4,8 +4,11 @@
 
 Each configuration fills an empty cache with `modeling_ter.data.feature_cache.encode_missing`, every process taking
 every N-th batch of the same length-sorted plan (as `scripts/train.py` does under `accelerate launch`); the wall time
-runs from the start of the processes to the end of the last. Prints both times, the speed-up, and whether the two
-caches hold identical features (same entries, bit-equal tensors).
+runs from the start of the processes to the end of the last (the audio files are read once before, so that
+neither run pays for a cold disk). The encoding phase alone (each process's
+`encode_missing`, after its encoders are built: the part that more processes share out) is timed too, from the
+earliest start to the latest end over the processes. Prints both times of both configurations, their speed-ups, and
+whether the two caches hold identical features (same entries, bit-equal tensors).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ MANIFEST = Path(__file__).resolve().parents[1] / "data" / "manifest.csv"
 MODALITIES = ("audio", "text")
 
 
-def encode_share(manifest: str, cache_dir: str, process_index: int, num_processes: int) -> None:
-    """One process's share of the demo corpus's audio and text features."""
+def encode_share(manifest: str, cache_dir: str, process_index: int, num_processes: int, times: str) -> None:
+    """One process's share of the demo corpus's audio and text features; appends the encoding phase's start and end
+    (`time.time()`, seconds) to `times`."""
     import torch
 
     from modeling_ter.data.feature_cache import encode_missing
@@ -35,11 +39,16 @@ def encode_share(manifest: str, cache_dir: str, process_index: int, num_processe
     model = build_default_model(MODALITIES, modality_options=options)
     processor = build_default_processor(MODALITIES)
     items = {m: [row[m] for row in rows] for m in MODALITIES}
+    start = time.time()
     encode_missing(model, processor, items, MODALITIES, cache_dir, 16, process_index, num_processes, False)
+    with open(times, "a") as file:
+        file.write(f"{start} {time.time()}\n")
 
 
-def timed_run(manifest: str, cache_dir: str, num_processes: int) -> float:
-    command = [sys.executable, __file__, "--manifest", manifest, "--cache_dir", cache_dir]
+def timed_run(manifest: str, cache_dir: str, num_processes: int) -> tuple[float, float]:
+    """`(wall time, encoding phase)` in seconds of `num_processes` processes filling `cache_dir`."""
+    times = Path(cache_dir) / "encoding_times.txt"
+    command = [sys.executable, __file__, "--manifest", manifest, "--cache_dir", cache_dir, "--times", str(times)]
     start = time.perf_counter()
     workers = [
         subprocess.Popen([*command, "--process_index", str(i), "--num_processes", str(num_processes)])
@@ -47,7 +56,10 @@ def timed_run(manifest: str, cache_dir: str, num_processes: int) -> float:
     ]
     if any(worker.wait() != 0 for worker in workers):
         raise RuntimeError("an encoding process failed")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    spans = [tuple(map(float, line.split())) for line in times.read_text().splitlines()]
+    times.unlink()
+    return wall, max(end for _, end in spans) - min(begin for begin, _ in spans)
 
 
 def same_caches(first: Path, second: Path) -> bool:
@@ -70,15 +82,29 @@ def main() -> None:
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
     parser.add_argument("--process_index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--num_processes", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--times", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.process_index is not None:
-        encode_share(args.manifest, args.cache_dir, args.process_index, args.num_processes)
+        encode_share(args.manifest, args.cache_dir, args.process_index, args.num_processes, args.times)
         return
+    from modeling_ter.data.manifest import read_manifest
+
+    for row in read_manifest(args.manifest)[0]:  # the files once, so that neither run pays for a cold disk
+        if row["audio"]:
+            Path(row["audio"]).read_bytes()
     with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as many:
-        single = timed_run(args.manifest, one, 1)
-        parallel = timed_run(args.manifest, many, args.processes)
+        (single, single_phase), (parallel, parallel_phase) = (
+            timed_run(args.manifest, folder, n) for folder, n in ((one, 1), (many, args.processes))
+        )
         identical = same_caches(Path(one), Path(many))
-    print(f"1 process: {single:.1f} s; {args.processes} processes: {parallel:.1f} s; speed-up {single / parallel:.2f}x")
+    print(
+        f"whole runs (start-up included): 1 process {single:.1f} s; {args.processes} processes {parallel:.1f} s; "
+        f"speed-up {single / parallel:.2f}x"
+    )
+    print(
+        f"encoding phase (encoders built): 1 process {single_phase:.1f} s; {args.processes} processes "
+        f"{parallel_phase:.1f} s; speed-up {single_phase / parallel_phase:.2f}x"
+    )
     print(f"identical cached features: {identical}")
 
 

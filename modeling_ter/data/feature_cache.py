@@ -279,19 +279,20 @@ def _length_key(modality: str, value: str) -> float:
 def encoding_plan(
     cache: FeatureCache, modality: str, key: str, values: Sequence[Any], batch_size: int
 ) -> list[list[int]]:
-    """The positions of `values` missing from the cache, sorted by length and cut into batches of `batch_size`:
-    similar lengths share a batch, so padding costs little. The plan depends only on the items (never on who
-    encodes them), so every process that encodes a batch of it encodes exactly the same batch."""
-    missing, planned = [], set()
+    """The positions of the distinct items of `values`, sorted by length and cut into batches of `batch_size`:
+    similar lengths share a batch, so padding costs little. The plan depends only on the items, never on the
+    cache's state nor on who encodes them: processes that start at different times (one already writing entries
+    while another plans) agree on it. `encode_missing` drops, batch by batch, the items already cached."""
+    distinct, planned = [], set()
     for index, value in enumerate(values):
         if value is None:
             continue
         path = cache.entry_path(modality, key, item_key(modality, value))
-        if path not in planned and not path.is_file():  # each distinct item once (EmoDB repeats its 10 sentences)
+        if path not in planned:  # each distinct item once (EmoDB repeats its 10 sentences)
             planned.add(path)
-            missing.append(index)
-    missing.sort(key=lambda index: (_length_key(modality, values[index]), index))
-    return [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
+            distinct.append(index)
+    distinct.sort(key=lambda index: (_length_key(modality, values[index]), index))
+    return [distinct[start : start + batch_size] for start in range(0, len(distinct), batch_size)]
 
 
 @torch.no_grad()
@@ -333,8 +334,9 @@ def encode_missing(
     (item, modality) pairs this process encoded.
 
     With `num_processes > 1` (`accelerator.process_index`, `accelerator.num_processes`) each process encodes every
-    `num_processes`-th batch of the same plan: together they encode each missing item once, each writes its own
-    entries, and after `accelerator.wait_for_everyone()` every process reads them all with `compute_features`.
+    `num_processes`-th batch of the same plan (`encoding_plan`, over every distinct item): together they encode each
+    missing item once, each writes its own entries, and after `accelerator.wait_for_everyone()` every process reads
+    them all with `compute_features`.
     """
     cache = FeatureCache(cache_dir)
     model_was_training = model.training
@@ -347,13 +349,15 @@ def encode_missing(
         progress = tqdm(
             total=sum(len(b) for b in batches), desc=f"{modality} features", disable=not show_progress, leave=False
         )
-        for positions in batches:
-            results = _encode_batch(model, processor, modality, [values[i] for i in positions])
-            for index, (features, reason) in zip(positions, results):
-                path = cache.entry_path(modality, key, item_key(modality, values[index]))
-                _write_entry(path, features, reason, source=values[index] if modality != "text" else "text")
+        for batch in batches:
+            paths = {i: cache.entry_path(modality, key, item_key(modality, values[i])) for i in batch}
+            positions = [i for i in batch if not paths[i].is_file()]
+            if positions:
+                results = _encode_batch(model, processor, modality, [values[i] for i in positions])
+                for index, (features, reason) in zip(positions, results):
+                    _write_entry(paths[index], features, reason, source=values[index] if modality != "text" else "text")
             encoded += len(positions)
-            progress.update(len(positions))
+            progress.update(len(batch))
         progress.close()
     model.train(model_was_training)
     return encoded
