@@ -114,3 +114,19 @@ def test_cross_fit_stops_once_the_held_out_nll_stops_improving(setup):
     assert len(stopped.nll) < len(full.nll) == 60
     assert len(stopped.nll) - stopped.epochs == 3  # three epochs without improvement after E*
     np.testing.assert_allclose(stopped.nll, full.nll[: len(stopped.nll)], rtol=1e-5)
+
+
+def test_pooled_features_in_chunks_equal_the_whole_pooling(setup, monkeypatch):
+    # The gate's pooled features are computed in chunks of rows (the layer weighting over all rows at once copied
+    # the whole (N, layers, dim) tensor); chunks of 7 rows give the same tensor as one pass.
+    from modeling_ter.training import crossfit
+
+    config, features, *_ = setup
+    model = TERForEmotionRecognition(heads_config(config)).eval()
+    with torch.no_grad():
+        model.layer_weighting["audio"].layer_logits.copy_(torch.tensor([0.3, -1.0, 2.0]))
+        whole = model.pool_layers("audio", features.features["audio"])
+    monkeypatch.setattr(crossfit, "EVALUATION_CHUNK", 7)
+    chunked = crossfit.pooled_features(model, features, "audio")
+    assert chunked.shape == (NUM_ITEMS, 8) and torch.allclose(chunked, whole, rtol=0, atol=1e-6)
+    assert torch.equal(crossfit.pooled_features(model, features, "text"), features.features["text"][:, -1])
