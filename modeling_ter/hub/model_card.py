@@ -326,10 +326,15 @@ def promise_lines(eval_results: dict[str, Any]) -> list[str]:
             low, high = speaker["trusted_precision_pi95"]
             text += (
                 f". One new speaker (of {speaker['speakers']} held out) with about {speaker['trusted_per_speaker']} "
-                f"trusted predictions: trusted precision {low:.2f}-{high:.2f}"
             )
-            low, high = speaker["coverage_pi95"]
-            text += f", coverage {low:.2f}-{high:.2f} (95 % prediction intervals)"
+            if (low, high) == (0.0, 1.0):
+                text += "trusted predictions: too few to bound its trusted precision"
+            else:
+                low_coverage, high_coverage = speaker["coverage_pi95"]
+                text += (
+                    f"trusted predictions: trusted precision {low:.2f}-{high:.2f}, coverage "
+                    f"{low_coverage:.2f}-{high_coverage:.2f} (95 % prediction intervals)"
+                )
         lines.append(text + ".")
     return lines
 

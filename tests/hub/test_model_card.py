@@ -249,3 +249,9 @@ def test_card_states_what_one_new_speaker_may_see(tmp_path, eval_results, config
     assert "95 % CI 0.754-0.891" in line
     assert "One new speaker (of 4 held out) with about 28 trusted predictions: trusted precision 0.61-0.96" in line
     assert "coverage 0.51-0.83 (95 % prediction intervals)" in line
+    # Speakers with a handful of trusted items each (MELD's characters) bound nothing: the card says so.
+    eval_results["promise"]["emodb"]["new_speaker"].update(trusted_per_speaker=2, trusted_precision_pi95=[0.0, 1.0])
+    card = build_model_card(eval_results, config, output_path=tmp_path / "README.md")
+    line = next(line for line in card.text.splitlines() if line.startswith("- ") and "0.833 are right" in line)
+    assert "with about 2 trusted predictions: too few to bound its trusted precision." in line
+    assert "prediction intervals" not in line
