@@ -27,9 +27,9 @@ Levers (`--levers`; each a separate TER row): `base` (mean pooling over the real
 (each speaker's features z-scored with that speaker's own unlabelled features, in training, calibration and test; the
 baselines get a row with it too), `noise_aug` (every training recording also as a copy with white noise at a random
 SNR of 5-20 dB). Scores are means over the outer folds (standard deviations and per-fold values in the JSON).
-The fused rows also get `pooled`: AURC and ECE over every fold's test predictions together, and the ECE a perfectly
-calibrated predictor would show with the same confidences (`ece_floor`, pooled; `ece_floor_per_fold`, as a mean of
-per-fold ECEs). Each fold records whether its test speaker's trusted precision lies inside the card's Wilson
+Every baseline row and TER's fused row also get `pooled`: AURC and ECE over every fold's test predictions
+together, and the ECE a perfectly calibrated predictor would show with the same confidences (`ece_floor`, pooled;
+`ece_floor_per_fold`, as a mean of per-fold ECEs). Each fold records whether its test speaker's trusted precision lies inside the card's Wilson
 interval (`inside`) and inside its prediction interval for one new speaker (`inside_new_speaker`).
 """
 
