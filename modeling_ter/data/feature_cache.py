@@ -280,10 +280,11 @@ def encoding_plan(
     cache: FeatureCache, modality: str, key: str, values: Sequence[Any], batch_size: int
 ) -> list[list[int]]:
     """The positions of the distinct items of `values`, sorted by length and cut into batches of `batch_size`:
-    similar lengths share a batch, so padding costs little. The plan depends only on the items, never on the
-    cache's state nor on who encodes them: processes that start at different times (one already writing entries
-    while another plans) agree on it. `encode_missing` drops, batch by batch, the items already cached."""
-    distinct, planned = [], set()
+    similar lengths share a batch, so padding costs little. Once any item is missing, the plan covers every distinct
+    item, so it does not depend on which entries other processes have written meanwhile: processes that start at
+    different times (one already writing while another plans) agree on it, and `encode_missing` drops, batch by
+    batch, the items already cached. With every item cached the plan is empty (no file header is read to sort)."""
+    distinct, planned, any_missing = [], set(), False
     for index, value in enumerate(values):
         if value is None:
             continue
@@ -291,6 +292,9 @@ def encoding_plan(
         if path not in planned:  # each distinct item once (EmoDB repeats its 10 sentences)
             planned.add(path)
             distinct.append(index)
+            any_missing = any_missing or not path.is_file()
+    if not any_missing:
+        return []
     distinct.sort(key=lambda index: (_length_key(modality, values[index]), index))
     return [distinct[start : start + batch_size] for start in range(0, len(distinct), batch_size)]
 
