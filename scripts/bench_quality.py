@@ -29,8 +29,9 @@ baselines get a row with it too), `noise_aug` (every training recording also as 
 SNR of 5-20 dB). Scores are means over the outer folds (standard deviations and per-fold values in the JSON).
 Every baseline row and TER's fused row also get `pooled`: AURC and ECE over every fold's test predictions
 together, and the ECE a perfectly calibrated predictor would show with the same confidences (`ece_floor`, pooled;
-`ece_floor_per_fold`, as a mean of per-fold ECEs). Each fold records whether its test speaker's trusted precision lies inside the card's Wilson
-interval (`inside`) and inside its prediction interval for one new speaker (`inside_new_speaker`).
+`ece_floor_per_fold`, as a mean of per-fold ECEs). Each fold records whether its test speaker's trusted precision
+lies inside the card's Wilson interval (`inside`) and inside its prediction interval for one new speaker
+(`inside_new_speaker`).
 """
 
 from __future__ import annotations
@@ -366,14 +367,13 @@ class Benchmark:
                 wrapped = speaker_normalizing(wrapped, speaker_of)
             patches.enter_context(mock.patch.object(module, "compute_features", wrapped))
         eval_json = fold_dir / f"ter_{lever}_eval.json"
-        fused = {}
+        fused, opinion_report = {}, evaluation.opinion_report
 
         def capturing_report(*args, **kwargs):
             report, predictions = opinion_report(*args, **kwargs)
             fused.update(predictions)
             return report, predictions
 
-        opinion_report = evaluation.opinion_report
         patches.enter_context(mock.patch.object(evaluation, "opinion_report", capturing_report))
         buffer = io.StringIO()
         try:
@@ -443,13 +443,14 @@ class Benchmark:
                     lever, corpus, modalities, train_csv_lever, test_csv, fold_dir, speaker_of
                 )
                 test = entry["fused"]
-                interval = promise["trusted_precision_ci95"]  # None when the card trusted nothing
+                # Either interval is None where the card trusted nothing (or has no new-speaker interval).
+                new_speaker = (promise.get("new_speaker") or {}).get("trusted_precision_pi95")
                 fold_info[-1].setdefault("ter_promise", {})[lever] = {
                     **promise,
                     "test_trusted_precision": test["trusted_precision"],
                     "test_coverage": test["coverage"],
-                    "inside": interval is not None and interval[0] <= test["trusted_precision"] <= interval[1],
-                    "inside_new_speaker": inside(promise.get("new_speaker"), test["trusted_precision"]),
+                    "inside": within(promise["trusted_precision_ci95"], test["trusted_precision"]),
+                    "inside_new_speaker": within(new_speaker, test["trusted_precision"]),
                 }
                 for modality, scores in entry.items():
                     rows[("TER", lever, modality)] = scores
@@ -470,14 +471,11 @@ class Benchmark:
             "folds": fold_info,
             "rows": [
                 {
-                    "method": m,
-                    "lever": lever,
-                    "modality": mod,
+                    **dict(zip(("method", "lever", "modality"), key)),
                     **summarize(values),
                     **({"pooled": pooled_scores(predictions[key])} if predictions.get(key) else {}),
                 }
                 for key, values in sorted(per_row.items(), key=lambda kv: row_order(kv[0]))
-                for m, lever, mod in [key]
             ],
         }
 
@@ -497,12 +495,9 @@ class Benchmark:
         return self.results
 
 
-def inside(new_speaker: dict | None, precision: float) -> bool:
-    """Whether a test speaker's trusted precision lies in the card's prediction interval for one new speaker."""
-    if not new_speaker:
-        return False
-    low, high = new_speaker["trusted_precision_pi95"]
-    return low <= precision <= high
+def within(interval: tuple[float, float] | None, value: float) -> bool:
+    """Whether `value` lies in the closed `interval` (`False` without one)."""
+    return interval is not None and interval[0] <= value <= interval[1]
 
 
 def row_order(key: tuple[str, str, str]) -> tuple:
