@@ -35,6 +35,12 @@ def tiny_whisper_config(encoder_layers: int = 1, max_source_positions: int = 50,
     )
 
 
+def tiny_bert_config(vocab_size: int = 50, num_hidden_layers: int = 1, **overrides) -> BertConfig:
+    """A random BERT of `hidden_size=16`, 2 heads, feed-forward 24 and `num_hidden_layers` layers."""
+    options = {"hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 24, **overrides}
+    return BertConfig(vocab_size=vocab_size, num_hidden_layers=num_hidden_layers, **options)
+
+
 def tiny_ter_with_every_backbone(text_vocab_size: int = 40) -> TERForEmotionRecognition:
     """Random tiny Whisper (audio), BERT (text) and our face CNN (video): every raw-input path of the remote code."""
     torch.manual_seed(0)
@@ -42,9 +48,7 @@ def tiny_ter_with_every_backbone(text_vocab_size: int = 40) -> TERForEmotionReco
         max_source_positions=1500,  # 30 s of mel frames, as the real Whisper (the pipeline feeds clips that long)
         name_or_path=str(REPO_ROOT / "local-folder" / "tiny-whisper"),  # as a backbone loaded from a local folder
     )
-    bert = BertConfig(
-        vocab_size=text_vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24
-    )
+    bert = tiny_bert_config(vocab_size=text_vocab_size)
     face = {"model_type": "ter_face_cnn", "block_channels": [8, 16], "hidden_size": 16}
     config = TERConfig(
         modality_configs={

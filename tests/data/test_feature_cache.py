@@ -1,14 +1,12 @@
 """The feature cache's encoder key: what changes the features changes the key, a backbone's name does not."""
 
 import torch
-from transformers import BertConfig
+from tiny_models import tiny_bert_config
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
 from modeling_ter.data.feature_cache import encoder_key
 
-TINY_BERT = BertConfig(
-    hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24, vocab_size=50
-).to_dict()
+TINY_BERT = tiny_bert_config().to_dict()
 
 
 def _text_model(**backbone_overrides) -> TERForEmotionRecognition:

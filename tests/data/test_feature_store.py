@@ -6,15 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig
+from tiny_models import tiny_bert_config
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
 from modeling_ter.data import feature_cache
 from modeling_ter.data.feature_cache import compute_features, max_in_memory_bytes, packed_path
 
-TINY_BERT = BertConfig(
-    hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24, vocab_size=50
-).to_dict()
+TINY_BERT = tiny_bert_config(num_hidden_layers=2).to_dict()
 
 
 class _Tokenizer:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from tiny_models import tiny_whisper_config
-from transformers import BertConfig, pipeline
+from tiny_models import tiny_bert_config, tiny_whisper_config
+from transformers import pipeline
 
 from modeling_ter import TERConfig, TERForEmotionRecognition
 from modeling_ter.encoders.defaults import build_default_processor
@@ -35,13 +35,7 @@ _spec.loader.exec_module(evaluate_script)
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     processor = build_default_processor(("audio", "text"))
-    bert = BertConfig(
-        vocab_size=processor.tokenizer.vocab_size,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=24,
-    )
+    bert = tiny_bert_config(vocab_size=processor.tokenizer.vocab_size)
     config = TERConfig(
         modality_configs={
             "audio": {"backbone": tiny_whisper_config(max_source_positions=1500).to_dict()},

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from tiny_models import tiny_bert_config
+from transformers import BertModel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PUSH_SCRIPT = REPO_ROOT / "scripts" / "push_to_hub.py"
@@ -26,14 +27,7 @@ PUSHED_FILES = {
 
 def _tiny_bert(folder: Path) -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=32,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=16,
-    )
+    config = tiny_bert_config(vocab_size=32, hidden_size=32, intermediate_size=37, max_position_embeddings=16)
     model = BertModel(config).eval()
     model.save_pretrained(folder)
     return model

@@ -10,20 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_whisper_config
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, BertConfig
+from tiny_models import tiny_bert_config, tiny_whisper_config
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from modeling_ter import TERConfig, TERForEmotionRecognition, TEROutput
 
 NUM_LABELS = 4
-TINY_BERT = BertConfig(
-    hidden_size=16,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=24,
-    vocab_size=50,
-    max_position_embeddings=32,
-).to_dict()
+TINY_BERT = tiny_bert_config(num_hidden_layers=2, max_position_embeddings=32).to_dict()
 
 
 def tiny_config(modalities: dict | None = None, **overrides) -> TERConfig:
