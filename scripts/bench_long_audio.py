@@ -13,7 +13,8 @@
 # - one clip per emotion (all of that speaker's utterances of it, 0.3 s of silence between them): accuracy and
 #   confidence of each window rule against the emotion;
 # - "labelled alike": the utterances that the model, given each alone, assigns to its most frequent label, repeated
-#   to 30 s and to 10 min: does the pooled clip keep that label, and is its confidence at least one window's?
+#   to 30 s and to 10 min: does the pooled clip keep that label, and is its confidence at least one window's (the
+#   median window's: what one window of the clip typically says)?
 # - peak RSS of the whole pipeline run (fresh process each) on the 10-minute clip against the 30 s one.
 ########################################################################
 """Measure window pooling rules and memory of the pipeline on long clips made of demo utterances of one speaker."""
@@ -33,7 +34,6 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
 GAP_S = 0.3
-RULES = ("dempster_shafer", "evidence_average")
 
 
 def speaker_utterances(manifest: str, speakers: set[str]) -> list[tuple[str, str]]:
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import pipeline
 
     import modeling_ter  # noqa: F401
+    from modeling_ter.pipelines.trusted_emotion_recognition import WINDOW_RULES
     from modeling_ter.processing.audio import load_audio
 
     torch.set_num_threads(1)
@@ -145,11 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     for path, label in utterances:
         by_emotion[label].append(waveforms[path])
     print("\nOne clip per emotion (all its utterances): accuracy / mean confidence per window rule")
-    print(f"{'chunk_length_s':>14} {'clip s (mean)':>13} " + " ".join(f"{rule:>32}" for rule in RULES))
+    print(f"{'chunk_length_s':>14} {'clip s (mean)':>13} " + " ".join(f"{rule:>32}" for rule in WINDOW_RULES))
     for chunk in args.chunk_length_s:
         clips = {label: concatenate(pieces) for label, pieces in by_emotion.items()}
         cells = []
-        for rule in RULES:
+        for rule in WINDOW_RULES:
             results = {
                 label: classify(clip, sampling_rate=RATE, chunk_length_s=chunk, window_fusion=rule)
                 for label, clip in clips.items()
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nLabelled alike: {len(alike)} utterances the model labels {top_label!r} one by one")
     for seconds, chunk in [(30.0, None)] + [(args.long_minutes * 60, c) for c in args.chunk_length_s if c < 30]:
         clip = concatenate(alike, seconds)
-        for rule in RULES:
+        for rule in WINDOW_RULES:
             options = dict(window_fusion=rule, return_windows=True, chunk_length_s=chunk)
             result = classify(clip, sampling_rate=RATE, **options)
             speech = [w["confidence"] for w in result["windows"] if w["speech"]]
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"fused confidence {result['confidence']:.3f}; {len(result['windows'])} windows "
                 f"({len(speech)} speech), window confidence min {min(speech):.3f} / median {np.median(speech):.3f} "
                 f"/ mean {np.mean(speech):.3f} / max {max(speech):.3f}; fused >= "
-                f"{np.mean(np.array(speech) <= result['confidence'] + 1e-6):.0%} of the windows"
+                f"{np.mean(np.array(speech) <= result['confidence'] + 1e-6):.0%} of the windows (>= the median "
+                f"window: {result['confidence'] >= np.median(speech)})"
             )
 
     with tempfile.TemporaryDirectory() as folder:

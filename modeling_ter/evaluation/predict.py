@@ -98,7 +98,7 @@ def windowed_audio_opinion(
 
     Args:
         waveform: `(T,)` at the processor's rate; windows: `(start, end, speech)` sample ranges.
-        window_fusion: `"evidence_average"` or `"dempster_shafer"` (see `TERForEmotionRecognition.combine_windows`).
+        window_fusion: one of the pipeline's `WINDOW_RULES` (see `TERForEmotionRecognition.combine_windows`).
 
     Returns:
         The pooled (gated) audio evidence `(num_labels,)`, or `None` when no window counts.

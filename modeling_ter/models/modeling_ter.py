@@ -678,17 +678,26 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         Args:
             evidence (`torch.FloatTensor` of shape `(num_windows, num_labels)`): each window's evidence.
             present (`torch.BoolTensor` of shape `(num_windows,)`): the windows that count (a silent one does not).
-            rule (`str`): `"dempster_shafer"` (windows as independent witnesses: evidence grows with their number,
-                see `dempster_shafer_pool`) or `"evidence_average"` (the mean evidence of the counted windows).
+            rule (`str`): `"tempered_dempster_shafer"` (the `n` counted windows as one witness split into `n`: each
+                window's evidence divided by `n`, then Dempster-Shafer; agreeing windows raise the confidence above
+                one window's, to a bound that does not grow with `n`: `e = K (exp(mean_w e_w / K) - 1)` as
+                `n -> inf`), `"dempster_shafer"` (windows as independent witnesses: evidence grows exponentially
+                with their number, see `dempster_shafer_pool`) or `"evidence_average"` (the mean evidence of the
+                counted windows).
 
         Returns:
             `torch.FloatTensor` of shape `(num_labels,)`: the pooled evidence.
         """
+        if rule == "tempered_dempster_shafer":
+            return dempster_shafer_pool(evidence / present.sum().clamp_min(1), present)
         if rule == "dempster_shafer":
             return dempster_shafer_pool(evidence, present)
         if rule == "evidence_average":
             return fuse_opinions(evidence.unsqueeze(0), present.unsqueeze(0), rule)[0] - 1.0
-        raise ValueError(f"Windows are combined by 'dempster_shafer' or 'evidence_average', got {rule!r}.")
+        raise ValueError(
+            "Windows are combined by 'tempered_dempster_shafer', 'dempster_shafer' or 'evidence_average', got "
+            f"{rule!r}."
+        )
 
     def _check_labels(self, labels: torch.Tensor, batch_size: int) -> None:
         if labels.shape != (batch_size,):

@@ -402,6 +402,34 @@ def test_class_weights_weigh_each_samples_loss_by_its_class():
         TERConfig(modality_configs={"audio": {"embed_dim": 4}}, num_labels=3, class_weights=[1.0, 1.0])
 
 
+def test_tempered_dempster_shafer_windows_rise_above_one_window_to_a_bound(model):
+    """`n` identical windows of evidence `e`: tempered Dempster-Shafer gives `K ((1 + e / (n K))^n - 1)` (each
+    window's evidence divided by `n`), above the one window's evidence and rising with `n` towards
+    `K (exp(e / K) - 1)`, while plain Dempster-Shafer grows without bound and averaging stays at `e`. A window that
+    does not count changes neither the result nor `n`; disagreeing windows keep the label of their mean evidence."""
+    num_labels = model.config.num_labels
+    window = torch.tensor([3.0, 1.0, 0.5, 0.0], dtype=torch.float64)
+    pooled = {}
+    for count in (1, 3, 30, 300):
+        windows, counted = window.repeat(count + 1, 1), torch.ones(count + 1, dtype=torch.bool)
+        windows[-1], counted[-1] = torch.tensor([0.0, 50.0, 0.0, 0.0]), False
+        pooled[count] = model.combine_windows(windows, counted, "tempered_dempster_shafer")
+        expected = num_labels * ((1 + window / (count * num_labels)) ** count - 1)
+        torch.testing.assert_close(pooled[count], expected)
+        torch.testing.assert_close(model.combine_windows(windows, counted, "evidence_average"), window)
+    torch.testing.assert_close(pooled[1], window)
+    bound = num_labels * torch.expm1(window / num_labels)
+    assert (pooled[3][:3] > window[:3]).all() and (pooled[300][:3] > pooled[30][:3]).all()
+    assert (pooled[300] <= bound).all() and torch.allclose(pooled[300], bound, rtol=0.01)
+    many = window.repeat(300, 1)
+    assert model.combine_windows(many, torch.ones(300, dtype=torch.bool), "dempster_shafer")[0] > 1e6 * bound[0]
+    dissent = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0], [2.0, 0.0, 0.0, 1.0]])
+    tempered = model.combine_windows(dissent, torch.ones(3, dtype=torch.bool), "tempered_dempster_shafer")
+    assert tempered.argmax() == dissent.mean(0).argmax() == 0
+    with pytest.raises(ValueError, match="tempered_dempster_shafer"):
+        model.combine_windows(dissent, torch.ones(3, dtype=torch.bool), "max")
+
+
 def test_quantize_encoders_is_an_int8_copy_close_to_float32_that_cannot_be_saved(tmp_path):
     torch.manual_seed(0)
     model = TERForEmotionRecognition(tiny_config({"text": {"backbone": TINY_BERT}})).eval()
