@@ -9,6 +9,11 @@ neither run pays for a cold disk). The encoding phase alone (each process's
 `encode_missing`, after its encoders are built: the part that more processes share out) is timed too, from the
 earliest start to the latest end over the processes. Prints both times of both configurations, their speed-ups, and
 whether the two caches hold identical features (same entries, bit-equal tensors).
+
+The ceiling, in the same run: the bare audio-encoder forward on one fixed batch of 16 demo clips (processed once,
+outside the timing), `--ceiling_batches` times in all, shared out the same way between 1 and N processes. No file,
+no processor, no cache: the speed-up this machine gives N one-thread processes of the network itself, which the
+encoding speed-up cannot pass.
 """
 
 from __future__ import annotations
@@ -45,10 +50,37 @@ def encode_share(manifest: str, cache_dir: str, process_index: int, num_processe
         file.write(f"{start} {time.time()}\n")
 
 
-def timed_run(manifest: str, cache_dir: str, num_processes: int) -> tuple[float, float]:
-    """`(wall time, encoding phase)` in seconds of `num_processes` processes filling `cache_dir`."""
+def forward_share(manifest: str, total_batches: int, process_index: int, num_processes: int, times: str) -> None:
+    """This process's share of `total_batches` bare audio-encoder forwards of one batch of 16 demo clips; appends
+    the start and end of the forwards to `times`."""
+    import torch
+
+    from modeling_ter.data.feature_cache import embed_processed
+    from modeling_ter.data.manifest import read_manifest
+    from modeling_ter.encoders.defaults import build_default_model, build_default_processor
+
+    torch.set_num_threads(1)
+    rows, _ = read_manifest(manifest)
+    options = {"audio": {"use_weighted_layer_sum": True}}
+    model = build_default_model(("audio",), modality_options=options).eval()
+    batch = build_default_processor(("audio",))(
+        audio=[r["audio"] for r in rows if r["audio"]][:16], return_tensors="pt"
+    )
+    start = time.time()
+    with torch.no_grad():
+        for _ in range(process_index, total_batches, num_processes):
+            embed_processed(model, batch, "audio")
+    with open(times, "a") as file:
+        file.write(f"{start} {time.time()}\n")
+
+
+def timed_run(manifest: str, cache_dir: str, num_processes: int, ceiling_batches: int = 0) -> tuple[float, float]:
+    """`(wall time, phase)` in seconds of `num_processes` processes filling `cache_dir`, or, with `ceiling_batches`,
+    sharing out that many bare encoder forwards (`cache_dir` then only holds the timing file)."""
     times = Path(cache_dir) / "encoding_times.txt"
     command = [sys.executable, __file__, "--manifest", manifest, "--cache_dir", cache_dir, "--times", str(times)]
+    if ceiling_batches:
+        command += ["--forward_only", "--ceiling_batches", str(ceiling_batches)]
     start = time.perf_counter()
     workers = [
         subprocess.Popen([*command, "--process_index", str(i), "--num_processes", str(num_processes)])
@@ -79,11 +111,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", default=str(MANIFEST))
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--ceiling_batches", type=int, default=60, help="bare encoder forwards of the ceiling")
     parser.add_argument("--cache_dir", help=argparse.SUPPRESS)
     parser.add_argument("--process_index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--num_processes", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--times", help=argparse.SUPPRESS)
+    parser.add_argument("--forward_only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.process_index is not None and args.forward_only:
+        forward_share(args.manifest, args.ceiling_batches, args.process_index, args.num_processes, args.times)
+        return
     if args.process_index is not None:
         encode_share(args.manifest, args.cache_dir, args.process_index, args.num_processes, args.times)
         return
@@ -97,6 +134,10 @@ def main() -> None:
             timed_run(args.manifest, folder, n) for folder, n in ((one, 1), (many, args.processes))
         )
         identical = same_caches(Path(one), Path(many))
+    with tempfile.TemporaryDirectory() as folder:
+        (_, single_ceiling), (_, parallel_ceiling) = (
+            timed_run(args.manifest, folder, n, args.ceiling_batches) for n in (1, args.processes)
+        )
     print(
         f"whole runs (start-up included): 1 process {single:.1f} s; {args.processes} processes {parallel:.1f} s; "
         f"speed-up {single / parallel:.2f}x"
@@ -104,6 +145,11 @@ def main() -> None:
     print(
         f"encoding phase (encoders built): 1 process {single_phase:.1f} s; {args.processes} processes "
         f"{parallel_phase:.1f} s; speed-up {single_phase / parallel_phase:.2f}x"
+    )
+    print(
+        f"ceiling, bare audio-encoder forwards ({args.ceiling_batches} batches of 16 clips): 1 process "
+        f"{single_ceiling:.1f} s; {args.processes} processes {parallel_ceiling:.1f} s; speed-up "
+        f"{single_ceiling / parallel_ceiling:.2f}x"
     )
     print(f"identical cached features: {identical}")
 

@@ -335,12 +335,14 @@ def encode_missing(
     show_progress: bool = True,
 ) -> int:
     """Encodes the items the cache lacks, in length-sorted batches, and stores them; returns how many
-    (item, modality) pairs this process encoded.
+    (item, modality) pairs this process encoded (a batch two processes met on counts in both).
 
     With `num_processes > 1` (`accelerator.process_index`, `accelerator.num_processes`) each process encodes every
-    `num_processes`-th batch of the same plan (`encoding_plan`, over every distinct item): together they encode each
-    missing item once, each writes its own entries, and after `accelerator.wait_for_everyone()` every process reads
-    them all with `compute_features`.
+    `num_processes`-th batch of the same plan (`encoding_plan`, over every distinct item), then takes the other
+    processes' batches, last first, skipping what is cached by then: a process that started late or runs slow is
+    helped, so all end together (two may encode one batch when they meet: the same entry, written atomically).
+    Each writes its own entries, and after `accelerator.wait_for_everyone()` every process reads them all with
+    `compute_features`.
     """
     cache = FeatureCache(cache_dir)
     model_was_training = model.training
@@ -349,7 +351,9 @@ def encode_missing(
     for modality in modalities:
         key = encoder_key(model, modality, processor_settings(processor, modality))
         values = list(items[modality])
-        batches = encoding_plan(cache, modality, key, values, batch_size)[process_index::num_processes]
+        plan = encoding_plan(cache, modality, key, values, batch_size)
+        others = [batch for j, batch in enumerate(plan) if j % num_processes != process_index]
+        batches = plan[process_index::num_processes] + others[::-1]
         progress = tqdm(
             total=sum(len(b) for b in batches), desc=f"{modality} features", disable=not show_progress, leave=False
         )

@@ -257,6 +257,7 @@ def train(args: TERTrainingArguments) -> dict:
             accelerator.wait_for_everyone()
             encoded = int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
             features = compute_features(model, processor, split["items"], modalities, args.cache_dir, False)
+            encoded = min(encoded, features.num_cached)  # two processes that met may both have encoded a batch
             features.num_encoded, features.num_cached = encoded, features.num_cached - encoded
             split["features"] = features
         if "noise" in args.augmentations and "audio" in modalities:

@@ -469,17 +469,28 @@ def test_feature_cache_encodes_each_item_once(audio_text_model, tmp_path):
 
 
 def test_processes_that_plan_at_different_times_encode_every_item(audio_text_model, tmp_path):
-    # Process 1 of 2 plans only after process 0 has written its share (under `accelerate launch` one process may
-    # build its encoders faster): the plan must not depend on the cache's state, or process 1's share of a shorter
-    # plan misses items (it did: 322 of 490 demo entries were written by 2 processes).
-    from modeling_ter.data.feature_cache import FeatureCache, encode_missing, encoder_key, item_key, processor_settings
+    # Under `accelerate launch` one process may build its encoders faster and plan after the other has written part
+    # of its share: the plan must not depend on the cache's state, or a share of a shorter plan misses items (it
+    # did: 322 of 490 demo entries were written by 2 processes).
+    from modeling_ter.data.feature_cache import (
+        FeatureCache,
+        encode_missing,
+        encoder_key,
+        encoding_plan,
+        item_key,
+        processor_settings,
+    )
 
     model, processor = audio_text_model
     texts = [f"Satz Nummer {i}." for i in range(9)]
     cache_dir = tmp_path / "cache"
-    shares = [encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, i, 2, False) for i in (0, 1)]
-    assert shares == [5, 4]  # 5 batches of 2 (the last of 1): process 0 takes batches 0, 2, 4, process 1 takes 1, 3
     key = encoder_key(model, "text", processor_settings(processor, "text"))
     cache = FeatureCache(cache_dir)
+    fresh_plan = encoding_plan(cache, "text", key, texts, 2)
+    assert encode_missing(model, processor, {"text": texts[2:6]}, ("text",), cache_dir, 2, 0, 1, False) == 4
+    assert encoding_plan(cache, "text", key, texts, 2) == fresh_plan and len(fresh_plan) == 5
+    # Process 1 of 2 alone: its batches (1, 3), then process 0's (4, 2, 0), skipping the 4 items cached above.
+    assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 1, 2, False) == 5
     assert all(cache.entry_path("text", key, item_key("text", t)).is_file() for t in texts)
-    assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 1, 2, False) == 0
+    assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 0, 2, False) == 0
+    assert encoding_plan(cache, "text", key, texts, 2) == []
