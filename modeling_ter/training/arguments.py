@@ -116,7 +116,8 @@ class TERTrainingArguments:
         default="",
         metadata={
             "help": "comma-separated: noise (one extra copy of every training item with its audio at a random SNR of "
-            "20/10/5/0 dB, white or pink), modality_dropout (see --modality_dropout)"
+            "20/10/5/0 dB, white or pink noise or babble of 4 other training utterances), modality_dropout (see "
+            "--modality_dropout)"
         },
     )
     modality_dropout: float = field(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.augmentation import add_noise
+from ..data.augmentation import add_noise, babble, mix_at_snr
 from ..data.feature_cache import CachedFeatures, embed_item
 from ..encoders.whisper_conversion import SAMPLING_RATE
 from ..processing.audio import load_audio
@@ -18,7 +18,9 @@ from ..processing.audio import load_audio
 logger = logging.getLogger(__name__)
 
 AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of these and a colour per copy
-AUGMENT_NOISE_COLORS = ("white", "pink")
+# Babble: `BABBLE_TALKERS` other training utterances mixed in (`data.augmentation.babble`), read per copy.
+AUGMENT_NOISE_COLORS = ("white", "pink", "babble")
+BABBLE_TALKERS = 4
 
 
 class CachedFeatureDataset(Dataset):
@@ -97,14 +99,27 @@ def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, Da
 
 @torch.no_grad()
 def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int) -> dict:
-    """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour."""
+    """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour
+    (`AUGMENT_NOISE_COLORS`; babble from `BABBLE_TALKERS` other training utterances)."""
     rng = np.random.default_rng(seed)
     features, column = split["features"], list(modalities).index("audio")
-    rows = [i for i, path in enumerate(split["items"]["audio"]) if path is not None and features.mask[i, column]]
+    paths = split["items"]["audio"]
+    rows = [i for i, path in enumerate(paths) if path is not None and features.mask[i, column]]
+    if len(rows) <= BABBLE_TALKERS:
+        raise ValueError(
+            f"--augment noise mixes {BABBLE_TALKERS} other training utterances into babble copies, but the training "
+            f"split has {len(rows)} items with audio; train on more, or leave out --augment noise."
+        )
     noisy = []
     for i in rows:
-        waveform = load_audio(split["items"]["audio"][i], SAMPLING_RATE)
-        waveform = add_noise(waveform, rng.choice(AUGMENT_SNR_DB), rng.choice(AUGMENT_NOISE_COLORS), rng)
+        waveform = load_audio(paths[i], SAMPLING_RATE)
+        snr_db, color = rng.choice(AUGMENT_SNR_DB), rng.choice(AUGMENT_NOISE_COLORS)
+        if color == "babble":
+            others = rng.choice([j for j in rows if j != i], size=BABBLE_TALKERS, replace=False)
+            talkers = [waveform] + [load_audio(paths[j], SAMPLING_RATE) for j in others]
+            waveform = mix_at_snr(waveform, babble(talkers, 0, BABBLE_TALKERS, rng), snr_db)
+        else:
+            waveform = add_noise(waveform, snr_db, color, rng)
         noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
     copies = features.select(rows)
     copies.features["audio"] = torch.stack(noisy)
