@@ -29,49 +29,53 @@ MANIFEST = Path(__file__).resolve().parents[1] / "data" / "manifest.csv"
 MODALITIES = ("audio", "text")
 
 
-def encode_share(manifest: str, cache_dir: str, process_index: int, num_processes: int, times: str) -> None:
-    """One process's share of the demo corpus's audio and text features; appends the encoding phase's start and end
-    (`time.time()`, seconds) to `times`."""
+def demo_encoders(manifest: str, modalities: tuple[str, ...]) -> tuple[list[dict], object, object]:
+    """`(manifest rows, default model, default processor)` for `modalities`, torch on one thread: what every process
+    of either measurement builds before its timed part."""
     import torch
 
-    from modeling_ter.data.feature_cache import encode_missing
     from modeling_ter.data.manifest import read_manifest
     from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 
     torch.set_num_threads(1)
     rows, _ = read_manifest(manifest)
-    options = {"audio": {"use_weighted_layer_sum": True}}
-    model = build_default_model(MODALITIES, modality_options=options)
-    processor = build_default_processor(MODALITIES)
+    model = build_default_model(modalities, modality_options={"audio": {"use_weighted_layer_sum": True}})
+    return rows, model, build_default_processor(modalities)
+
+
+def append_span(times: str, start: float) -> None:
+    """Appends `start` and now (`time.time()`, seconds) to `times`."""
+    with open(times, "a") as file:
+        file.write(f"{start} {time.time()}\n")
+
+
+def encode_share(manifest: str, cache_dir: str, process_index: int, num_processes: int, times: str) -> None:
+    """One process's share of the demo corpus's audio and text features; appends the encoding phase's span to
+    `times`."""
+    from modeling_ter.data.feature_cache import encode_missing
+
+    rows, model, processor = demo_encoders(manifest, MODALITIES)
     items = {m: [row[m] for row in rows] for m in MODALITIES}
     start = time.time()
     encode_missing(model, processor, items, MODALITIES, cache_dir, 16, process_index, num_processes, False)
-    with open(times, "a") as file:
-        file.write(f"{start} {time.time()}\n")
+    append_span(times, start)
 
 
 def forward_share(manifest: str, total_batches: int, process_index: int, num_processes: int, times: str) -> None:
     """This process's share of `total_batches` bare audio-encoder forwards of one batch of 16 demo clips; appends
-    the start and end of the forwards to `times`."""
+    the span of the forwards to `times`."""
     import torch
 
     from modeling_ter.data.feature_cache import embed_processed
-    from modeling_ter.data.manifest import read_manifest
-    from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 
-    torch.set_num_threads(1)
-    rows, _ = read_manifest(manifest)
-    options = {"audio": {"use_weighted_layer_sum": True}}
-    model = build_default_model(("audio",), modality_options=options).eval()
-    batch = build_default_processor(("audio",))(
-        audio=[r["audio"] for r in rows if r["audio"]][:16], return_tensors="pt"
-    )
+    rows, model, processor = demo_encoders(manifest, ("audio",))
+    batch = processor(audio=[r["audio"] for r in rows if r["audio"]][:16], return_tensors="pt")
+    model.eval()
     start = time.time()
     with torch.no_grad():
         for _ in range(process_index, total_batches, num_processes):
             embed_processed(model, batch, "audio")
-    with open(times, "a") as file:
-        file.write(f"{start} {time.time()}\n")
+    append_span(times, start)
 
 
 def timed_run(manifest: str, cache_dir: str, num_processes: int, ceiling_batches: int = 0) -> tuple[float, float]:

@@ -111,12 +111,13 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
             f"split has {len(rows)} items with audio; train on more, or leave out --augment noise."
         )
     noisy = []
-    for i in rows:
+    for position, i in enumerate(rows):
         waveform = load_audio(paths[i], SAMPLING_RATE)
         snr_db, color = rng.choice(AUGMENT_SNR_DB), rng.choice(AUGMENT_NOISE_COLORS)
         if color == "babble":
-            others = rng.choice([j for j in rows if j != i], size=BABBLE_TALKERS, replace=False)
-            talkers = [waveform] + [load_audio(paths[j], SAMPLING_RATE) for j in others]
+            # Positions among the other rows, skipping this one's: O(talkers) per copy, not a list of every row.
+            others = rng.choice(len(rows) - 1, size=BABBLE_TALKERS, replace=False)
+            talkers = [waveform] + [load_audio(paths[rows[k + (k >= position)]], SAMPLING_RATE) for k in others]
             waveform = mix_at_snr(waveform, babble(talkers, 0, BABBLE_TALKERS, rng), snr_db)
         else:
             waveform = add_noise(waveform, snr_db, color, rng)
