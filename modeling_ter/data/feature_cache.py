@@ -33,11 +33,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,8 @@ ENCODED = "encoded"
 # Above this many MiB of features (all modalities), `compute_features` memory-maps them instead of holding them.
 MAX_IN_MEMORY_MB_VARIABLE = "TER_FEATURES_MAX_IN_MEMORY_MB"
 DEFAULT_MAX_IN_MEMORY_MB = 1024.0
+# A batch claimed longer ago than this is taken to be left by a process that died, and is encoded again.
+CLAIM_TIMEOUT_S = 600.0
 
 
 def default_feature_cache_dir() -> Path:
@@ -299,6 +303,41 @@ def encoding_plan(
     return [distinct[start : start + batch_size] for start in range(0, len(distinct), batch_size)]
 
 
+def batch_claim_path(cache: FeatureCache, modality: str, key: str, entry_paths: Sequence[Path]) -> Path:
+    """The claim file of the batch whose entries are `entry_paths` (the same for every process)."""
+    names = sorted(path.name for path in entry_paths)
+    return cache.cache_dir / modality / key / "claims" / f"{_sha256_json(names)[:32]}.claim"
+
+
+@contextlib.contextmanager
+def batch_claim(cache: FeatureCache, modality: str, key: str, entry_paths: Sequence[Path], shared: bool):
+    """Yields whether this process encodes the batch whose entries are `entry_paths`: alone (`shared=False`)
+    always; beside other processes only if it is the first to claim it (its claim file created exclusively, removed
+    once the entries are written). A claim older than `CLAIM_TIMEOUT_S` is taken over. What a live claim keeps a
+    process from encoding is cached by the claimant before `accelerator.wait_for_everyone()`, and what a dead one
+    kept is encoded by `compute_features` afterwards (alone: claims not read)."""
+    if not shared:
+        yield True
+        return
+    claim = batch_claim_path(cache, modality, key, entry_paths)
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        try:
+            age = time.time() - claim.stat().st_mtime
+        except FileNotFoundError:  # released meanwhile: its entries are written
+            age = 0.0
+        if age < CLAIM_TIMEOUT_S:
+            yield False
+            return
+        claim.touch()
+    try:
+        yield True
+    finally:
+        claim.unlink(missing_ok=True)
+
+
 @torch.no_grad()
 def _encode_batch(
     model: torch.nn.Module, processor: Any, modality: str, values: Sequence[Any]
@@ -340,7 +379,8 @@ def encode_missing(
     With `num_processes > 1` (`accelerator.process_index`, `accelerator.num_processes`) each process encodes every
     `num_processes`-th batch of the same plan (`encoding_plan`, over every distinct item), then takes the other
     processes' batches, last first, skipping what is cached by then: a process that started late or runs slow is
-    helped, so all end together (two may encode one batch when they meet: the same entry, written atomically).
+    helped, so all end together. A batch is claimed before it is encoded (`batch_claim`), so two processes that
+    meet do not both encode it (they did: one batch of each modality, 16 of the demo corpus's 226 clips, twice).
     Each writes its own entries, and after `accelerator.wait_for_everyone()` every process reads them all with
     `compute_features`.
     """
@@ -359,12 +399,15 @@ def encode_missing(
         )
         for batch in batches:
             paths = {i: cache.entry_path(modality, key, item_key(modality, values[i])) for i in batch}
-            positions = [i for i in batch if not paths[i].is_file()]
-            if positions:
-                results = _encode_batch(model, processor, modality, [values[i] for i in positions])
-                for index, (features, reason) in zip(positions, results):
-                    _write_entry(paths[index], features, reason, source=values[index] if modality != "text" else "text")
-            encoded += len(positions)
+            if any(not path.is_file() for path in paths.values()):
+                with batch_claim(cache, modality, key, list(paths.values()), num_processes > 1) as claimed:
+                    positions = [i for i in batch if claimed and not paths[i].is_file()]
+                    if positions:
+                        results = _encode_batch(model, processor, modality, [values[i] for i in positions])
+                        for index, (features, reason) in zip(positions, results):
+                            source = values[index] if modality != "text" else "text"
+                            _write_entry(paths[index], features, reason, source=source)
+                    encoded += len(positions)
             progress.update(len(batch))
         progress.close()
     model.train(model_was_training)
@@ -514,6 +557,8 @@ __all__ = [
     "default_feature_cache_dir",
     "embed_item",
     "embed_processed",
+    "batch_claim",
+    "batch_claim_path",
     "encode_missing",
     "encoding_plan",
     "encoder_key",

@@ -494,3 +494,42 @@ def test_processes_that_plan_at_different_times_encode_every_item(audio_text_mod
     assert all(cache.entry_path("text", key, item_key("text", t)).is_file() for t in texts)
     assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 0, 2, False) == 0
     assert encoding_plan(cache, "text", key, texts, 2) == []
+
+
+def test_a_batch_another_process_has_claimed_is_not_encoded_twice(audio_text_model, tmp_path):
+    # Two processes that meet in the plan (one at the end of its share, the other stealing it last first) encoded
+    # the same batch at once: one batch of each modality of the demo corpus, twice. A live claim is skipped; what a
+    # dead process left claimed is encoded by the single-process pass after the wait, or taken over once stale.
+    from modeling_ter.data.feature_cache import (
+        CLAIM_TIMEOUT_S,
+        FeatureCache,
+        batch_claim_path,
+        compute_features,
+        encode_missing,
+        encoder_key,
+        encoding_plan,
+        item_key,
+        processor_settings,
+    )
+
+    model, processor = audio_text_model
+    texts = [f"Ein anderer Satz {i}." for i in range(6)]
+    cache_dir = tmp_path / "cache"
+    cache = FeatureCache(cache_dir)
+    key = encoder_key(model, "text", processor_settings(processor, "text"))
+    entries = {t: cache.entry_path("text", key, item_key("text", t)) for t in texts}
+    plan = encoding_plan(cache, "text", key, texts, 2)
+    claimed = [texts[i] for i in plan[1]]
+    claim = batch_claim_path(cache, "text", key, [entries[t] for t in claimed])
+    claim.parent.mkdir(parents=True)
+    claim.touch()  # process 1 is encoding it
+    assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 0, 2, False) == 4
+    assert [t for t in texts if not entries[t].is_file()] == claimed
+    assert claim.is_file() and sorted(p.name for p in claim.parent.iterdir()) == [claim.name]  # its own are released
+    # Its claimant died: alone, compute_features does not read claims and encodes what is missing.
+    assert compute_features(model, processor, {"text": texts}, ("text",), cache_dir, False).num_encoded == 2
+    for entry in entries.values():
+        entry.unlink()
+    os.utime(claim, (claim.stat().st_mtime - CLAIM_TIMEOUT_S - 1,) * 2)  # a stale claim is taken over
+    assert encode_missing(model, processor, {"text": texts}, ("text",), cache_dir, 2, 1, 2, False) == 6
+    assert all(entry.is_file() for entry in entries.values()) and not any(claim.parent.iterdir())
