@@ -348,6 +348,12 @@ def test_resume_from_epoch_state_equals_uninterrupted_run_and_reuses_the_cache(t
     )
 
 
+def _gate_invariants(weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(W^T W, class means)` of the audio domain gate in an open safetensors file (whitening `W`)."""
+    whitening = weights.get_tensor("domains.audio.whitening").double()
+    return whitening.T @ whitening, weights.get_tensor("domains.audio.whitened_means").double() @ whitening
+
+
 def test_two_process_ddp_matches_one_process(trained, subset, workdir):
     ddp = workdir / "ddp"
     launch = [
@@ -378,8 +384,14 @@ def test_two_process_ddp_matches_one_process(trained, subset, workdir):
         safe_open(str(ddp / "model.safetensors"), framework="pt") as a,
         safe_open(str(single / "model.safetensors"), framework="pt") as b,
     ):
-        heads = [key for key in a.keys() if not key.startswith("encoders.")]
+        heads = [key for key in a.keys() if not key.startswith("encoders.") and "whiten" not in key]
         assert heads and all(torch.allclose(a.get_tensor(k), b.get_tensor(k), atol=DDP_TOLERANCE) for k in heads)
+        # The gate's whitening W is unique only up to a rotation within an eigenspace of equal eigenvalues (here the
+        # shrunk covariance has one: fewer items than dimensions), so compare what its distance uses: the precision
+        # W^T W and the class means through it.
+        for ddp_value, single_value in zip(_gate_invariants(a), _gate_invariants(b)):
+            scale = float(single_value.abs().max())
+            torch.testing.assert_close(ddp_value, single_value, rtol=1e-3, atol=1e-3 * scale)
     _assert_close(
         json.loads((ddp / "eval_results.json").read_text()),
         json.loads((single / "eval_results.json").read_text()),
