@@ -3,17 +3,22 @@ function, and noisy copies of the training audio (`--augment noise`)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.augmentation import add_noise, babble, mix_at_snr
-from ..data.feature_cache import CachedFeatures, embed_item
+from ..data.feature_cache import CachedFeatures, FeatureCache, embed_item, encoder_key, item_key, processor_settings
 from ..encoders.whisper_conversion import SAMPLING_RATE
 from ..processing.audio import load_audio
+from ..utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +26,8 @@ AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of t
 # Babble: `BABBLE_TALKERS` other training utterances mixed in (`data.augmentation.babble`), read per copy.
 AUGMENT_NOISE_COLORS = ("white", "pink", "babble")
 BABBLE_TALKERS = 4
+# Bumped when the noisy copies' draws change, so that cached copies of earlier draws are not read.
+NOISY_COPIES_VERSION = 1
 
 
 class CachedFeatureDataset(Dataset):
@@ -97,10 +104,20 @@ def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, Da
     return train_dataloader, eval_dataloader
 
 
-@torch.no_grad()
-def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int) -> dict:
+def noisy_copies_path(cache: FeatureCache, model, processor, paths: Sequence[str], seed: int) -> Path:
+    """Where the encoded noisy copies of the audio files `paths` (in this order) drawn with `seed` are cached, as one
+    file: each copy's draws depend on the copies before it, so the key holds them all (audio encoder, every item's
+    path, size and mtime, the seed, the augmentation's settings)."""
+    settings = [NOISY_COPIES_VERSION, seed, AUGMENT_SNR_DB, AUGMENT_NOISE_COLORS, BABBLE_TALKERS]
+    digest = hashlib.sha256(json.dumps([settings, [item_key("audio", p) for p in paths]]).encode("utf-8"))
+    encoder = encoder_key(model, "audio", processor_settings(processor, "audio"))
+    return cache.cache_dir / "audio" / encoder / "noisy" / f"{digest.hexdigest()[:32]}.safetensors"
+
+
+def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int, cache: FeatureCache | None = None):
     """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour
-    (`AUGMENT_NOISE_COLORS`; babble from `BABBLE_TALKERS` other training utterances)."""
+    (`AUGMENT_NOISE_COLORS`; babble from `BABBLE_TALKERS` other training utterances); the copies' features are read
+    from `cache` when a run drew the same copies before (`noisy_copies_path`), else encoded and stored there."""
     rng = np.random.default_rng(seed)
     features, column = split["features"], list(modalities).index("audio")
     paths = split["items"]["audio"]
@@ -110,6 +127,38 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
             f"--augment noise mixes {BABBLE_TALKERS} other training utterances into babble copies, but the training "
             f"split has {len(rows)} items with audio; train on more, or leave out --augment noise."
         )
+    stored = None if cache is None else noisy_copies_path(cache, model, processor, [paths[i] for i in rows], seed)
+    copies = features.select(rows)
+    encoded = 0
+    if stored is not None and stored.is_file():
+        copies.features["audio"] = load_file(stored)["features"]
+    else:
+        copies.features["audio"] = torch.stack(_noisy_copy_features(model, processor, paths, rows, rng))
+        encoded = len(rows)
+        if stored is not None:
+            with atomic_path(stored) as temporary:
+                save_file({"features": copies.features["audio"].contiguous()}, temporary)
+    merged = CachedFeatures(
+        features.modalities,
+        {m: torch.cat([features.features[m], copies.features[m]]) for m in features.modalities},
+        torch.cat([features.mask, copies.mask]),
+        features.failures,
+        features.num_encoded + encoded,
+        features.num_cached + len(rows) - encoded,
+    )
+    return {
+        "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
+        "labels": np.concatenate([split["labels"], split["labels"][rows]]),
+        "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
+        "speakers": list(split["speakers"]) + [split["speakers"][i] for i in rows],
+        "is_copy": np.concatenate([split["is_copy"], np.ones(len(rows), dtype=bool)]),
+        "features": merged,
+    }
+
+
+@torch.no_grad()
+def _noisy_copy_features(model, processor, paths: Sequence[str], rows: Sequence[int], rng) -> list[torch.Tensor]:
+    """The encoded noisy copy of each of `rows` (positions in `paths`), drawn in order from `rng`."""
     noisy = []
     for position, i in enumerate(rows):
         waveform = load_audio(paths[i], SAMPLING_RATE)
@@ -122,21 +171,4 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int)
         else:
             waveform = add_noise(waveform, snr_db, color, rng)
         noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
-    copies = features.select(rows)
-    copies.features["audio"] = torch.stack(noisy)
-    merged = CachedFeatures(
-        features.modalities,
-        {m: torch.cat([features.features[m], copies.features[m]]) for m in features.modalities},
-        torch.cat([features.mask, copies.mask]),
-        features.failures,
-        features.num_encoded + len(rows),
-        features.num_cached,
-    )
-    return {
-        "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
-        "labels": np.concatenate([split["labels"], split["labels"][rows]]),
-        "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
-        "speakers": list(split["speakers"]) + [split["speakers"][i] for i in rows],
-        "is_copy": np.concatenate([split["is_copy"], np.ones(len(rows), dtype=bool)]),
-        "features": merged,
-    }
+    return noisy

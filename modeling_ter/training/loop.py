@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from trusted_f1.trusted_metrics import trusted_scores
 
 from ..data.augmentation import modality_dropout
-from ..data.feature_cache import compute_features, encode_missing
+from ..data.feature_cache import FeatureCache, compute_features, encode_missing
 from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_splits
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
@@ -261,7 +261,9 @@ def train(args: TERTrainingArguments) -> dict:
             features.num_encoded, features.num_cached = encoded, features.num_cached - encoded
             split["features"] = features
         if "noise" in args.augmentations and "audio" in modalities:
-            split_data[0] = add_noisy_audio_copies(model, processor, split_data[0], modalities, args.seed)
+            split_data[0] = add_noisy_audio_copies(
+                model, processor, split_data[0], modalities, args.seed, FeatureCache(args.cache_dir)
+            )
         for split, name in zip(split_data, split_names):
             cached = split["features"]
             accelerator.print(
