@@ -22,6 +22,18 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from modeling_ter.data.feature_cache import (
+    CLAIM_TIMEOUT_S,
+    FeatureCache,
+    batch_claim_path,
+    compute_features,
+    encode_missing,
+    encoder_key,
+    encoding_plan,
+    item_key,
+    processor_settings,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 DEMO_MANIFEST = REPO / "data" / "manifest.csv"
 SHARED = REPO.parent / "shared"
@@ -441,8 +453,6 @@ def audio_text_model():
 
 
 def test_feature_cache_encodes_each_item_once(audio_text_model, tmp_path):
-    from modeling_ter.data.feature_cache import compute_features
-
     model, processor = audio_text_model
     calls = []
     embed = model.embed_modality
@@ -484,15 +494,6 @@ def test_processes_that_plan_at_different_times_encode_every_item(audio_text_mod
     # Under `accelerate launch` one process may build its encoders faster and plan after the other has written part
     # of its share: the plan must not depend on the cache's state, or a share of a shorter plan misses items (it
     # did: 322 of 490 demo entries were written by 2 processes).
-    from modeling_ter.data.feature_cache import (
-        FeatureCache,
-        encode_missing,
-        encoder_key,
-        encoding_plan,
-        item_key,
-        processor_settings,
-    )
-
     model, processor = audio_text_model
     texts = [f"Satz Nummer {i}." for i in range(9)]
     cache_dir = tmp_path / "cache"
@@ -512,18 +513,6 @@ def test_a_batch_another_process_has_claimed_is_not_encoded_twice(audio_text_mod
     # Two processes that meet in the plan (one at the end of its share, the other stealing it last first) encoded
     # the same batch at once: one batch of each modality of the demo corpus, twice. A live claim is skipped; what a
     # dead process left claimed is encoded by the single-process pass after the wait, or taken over once stale.
-    from modeling_ter.data.feature_cache import (
-        CLAIM_TIMEOUT_S,
-        FeatureCache,
-        batch_claim_path,
-        compute_features,
-        encode_missing,
-        encoder_key,
-        encoding_plan,
-        item_key,
-        processor_settings,
-    )
-
     model, processor = audio_text_model
     texts = [f"Ein anderer Satz {i}." for i in range(6)]
     cache_dir = tmp_path / "cache"
