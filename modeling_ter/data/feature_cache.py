@@ -21,6 +21,10 @@ embed_dim)`, memory-mapped (copy-on-write) behind the same `CachedFeatures` tens
 opens it instead of reading one entry per item; the bytes, hence the training results, are the in-memory path's.
 (`scripts/bench_scale.py` measured this against per-item files and a `datasets` Arrow table.)
 
+Beside the entries, `<cache_dir>/<modality>/<encoder key>/claims/` holds, while several processes encode, a file per
+batch being encoded (`batch_claim`), and `<cache_dir>/audio/<encoder key>/noisy/` the noisy copies of a training split
+(`--augment noise`, `training.datasets.noisy_copies_path`).
+
 Example:
 
 ```python
