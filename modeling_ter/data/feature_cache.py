@@ -195,6 +195,11 @@ class FeatureCache:
     def entry_path(self, modality: str, encoder: str, item: str) -> Path:
         return self.cache_dir / modality / encoder / f"{item}.safetensors"
 
+    def keyed_path(self, modality: str, encoder: str, folder: str, identity: Any, suffix: str) -> Path:
+        """A file kept beside the entries, `<modality>/<encoder>/<folder>/<key><suffix>`, keyed by the SHA-256 of
+        the JSON-serialisable `identity` (packed features, batch claims, noisy copies)."""
+        return self.cache_dir / modality / encoder / folder / f"{_sha256_json(identity)[:32]}{suffix}"
+
     def get_or_compute(
         self,
         modality: str,
@@ -309,8 +314,7 @@ def encoding_plan(
 
 def batch_claim_path(cache: FeatureCache, modality: str, key: str, entry_paths: Sequence[Path]) -> Path:
     """The claim file of the batch whose entries are `entry_paths` (the same for every process)."""
-    names = sorted(path.name for path in entry_paths)
-    return cache.cache_dir / modality / key / "claims" / f"{_sha256_json(names)[:32]}.claim"
+    return cache.keyed_path(modality, key, "claims", sorted(path.name for path in entry_paths), ".claim")
 
 
 @contextlib.contextmanager
@@ -453,7 +457,7 @@ def _gather_entries(
 def packed_path(cache: FeatureCache, modality: str, key: str, values: Sequence[Any]) -> Path:
     """Where the packed features of the item list `values` (in this order) go: keyed by its items' keys."""
     keys = [None if value is None else item_key(modality, value) for value in values]
-    return cache.cache_dir / modality / key / "packed" / f"{_sha256_json(keys)[:32]}.npy"
+    return cache.keyed_path(modality, key, "packed", keys, ".npy")
 
 
 def _packed_features(

@@ -3,8 +3,6 @@ function, and noisy copies of the training audio (`--augment noise`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,9 +107,9 @@ def noisy_copies_path(cache: FeatureCache, model, processor, paths: Sequence[str
     file: each copy's draws depend on the copies before it, so the key holds them all (audio encoder, every item's
     path, size and mtime, the seed, the augmentation's settings)."""
     settings = [NOISY_COPIES_VERSION, seed, AUGMENT_SNR_DB, AUGMENT_NOISE_COLORS, BABBLE_TALKERS]
-    digest = hashlib.sha256(json.dumps([settings, [item_key("audio", p) for p in paths]]).encode("utf-8"))
     encoder = encoder_key(model, "audio", processor_settings(processor, "audio"))
-    return cache.cache_dir / "audio" / encoder / "noisy" / f"{digest.hexdigest()[:32]}.safetensors"
+    identity = [settings, [item_key("audio", p) for p in paths]]
+    return cache.keyed_path("audio", encoder, "noisy", identity, ".safetensors")
 
 
 def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int, cache: FeatureCache | None = None):
