@@ -407,9 +407,11 @@ def encode_missing(
         )
         for batch in batches:
             paths = {i: cache.entry_path(modality, key, item_key(modality, values[i])) for i in batch}
-            if any(not path.is_file() for path in paths.values()):
+            positions = [i for i in batch if not paths[i].is_file()]
+            if positions:
                 with batch_claim(cache, modality, key, list(paths.values()), num_processes > 1) as claimed:
-                    positions = [i for i in batch if claimed and not paths[i].is_file()]
+                    # Once claimed, what the other process wrote meanwhile is not encoded again.
+                    positions = [i for i in positions if claimed and not paths[i].is_file()]
                     if positions:
                         results = _encode_batch(model, processor, modality, [values[i] for i in positions])
                         for index, (features, reason) in zip(positions, results):
