@@ -4,6 +4,7 @@ The same plain functions serve `scripts/robustness.py` (test-time corruptions) a
 dropout), so a model can be trained against exactly the corruptions it is tested on:
 
 - `add_noise`: white or pink (1/f) Gaussian noise at an exact signal-to-noise ratio;
+- `NoisyAudio`: an utterance with noise or babble mixed in, read like a file (a feature-cache item);
 - `blank_frames` / `noise_frames`: corrupted face frames `(batch, frames, 1, height, width)`;
 - `swap_text`: each sample's transcript replaced by that of a sample of another class (RCML's conflictive sets);
 - `modality_dropout`: random modality masking that never leaves a sample without a modality.
@@ -26,13 +27,19 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, TypeVar, Union
+from dataclasses import dataclass
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 import torch
 
+from ..processing.audio import load_audio
+
 # Power spectra: white flat, pink ∝ 1/f, brown ∝ 1/f².
 NOISE_COLORS = ("white", "pink", "brown")
+BABBLE = "babble"
+# Bumped when what a `NoisyAudio` of the same fields sounds like changes, so that its cached features are not read.
+NOISY_AUDIO_VERSION = 1
 # The grey value of a blanked face frame: black, i.e. pixel 0 after the FER2013 normalisation (x / 255 - 0.5) * 2.
 BLANK_FACE_VALUE = -1.0
 FACE_VALUE_RANGE = (-1.0, 1.0)
@@ -142,6 +149,54 @@ def babble(
         voice = np.resize(np.asarray(waveforms[other], dtype=np.float64), length)
         mixture += voice / np.sqrt(max(float(signal_power(voice)), 1e-12))
     return mixture
+
+
+@dataclass(frozen=True)
+class NoisyAudio:
+    """An utterance with noise mixed in at an exact SNR, synthesised when read: an item of the feature cache like an
+    audio file (its key holds `identity()` and the keys of its `sources`), e.g. a noisy copy of `--augment noise`.
+
+    Attributes:
+        path: the utterance's audio file.
+        snr_db: the SNR of the mixture against the utterance's own power.
+        noise: one of `NOISE_COLORS` (`colored_noise`) or `"babble"` (the `talkers` at equal power, `babble`).
+        seed: the seed of the noise's draws, so the same fields give the same samples.
+        talkers: for babble, the other utterances' audio files.
+        sampling_rate: the rate the files are read and mixed at.
+    """
+
+    path: str
+    snr_db: float
+    noise: str
+    seed: int
+    talkers: tuple[str, ...] = ()
+    sampling_rate: int = 16000
+
+    def __post_init__(self):
+        if self.noise not in (*NOISE_COLORS, BABBLE):
+            raise ValueError(f"noise must be one of {(*NOISE_COLORS, BABBLE)}, got {self.noise!r}.")
+        if (self.noise == BABBLE) != bool(self.talkers):
+            raise ValueError(f"talkers are the voices of babble noise: give them with noise='babble' only ({self}).")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The files it reads, the utterance first (the mixture has its length)."""
+        return (self.path, *self.talkers)
+
+    def identity(self) -> list[Any]:
+        """What it is besides its files' contents (JSON-serialisable)."""
+        return ["noisy_audio", NOISY_AUDIO_VERSION, self.snr_db, self.noise, self.seed, self.sampling_rate]
+
+    def load(self) -> dict[str, Any]:
+        """`{"array": (T,) float32, "sampling_rate": ...}`, as a processor takes a waveform."""
+        rng = np.random.default_rng(self.seed)
+        waveform = load_audio(self.path, self.sampling_rate)
+        if self.noise == BABBLE:
+            voices = [waveform] + [load_audio(path, self.sampling_rate) for path in self.talkers]
+            noise = babble(voices, 0, len(self.talkers), rng)
+        else:
+            noise = colored_noise(waveform.shape, self.noise, rng)
+        return {"array": mix_at_snr(waveform, noise, self.snr_db), "sampling_rate": self.sampling_rate}
 
 
 def _check_frames(pixel_values: np.ndarray) -> np.ndarray:
@@ -279,7 +334,10 @@ def modality_dropout(modality_mask: MaskT, p: float, rng: Optional[np.random.Gen
 
 
 __all__ = [
+    "BABBLE",
     "NOISE_COLORS",
+    "NOISY_AUDIO_VERSION",
+    "NoisyAudio",
     "babble",
     "mix_at_snr",
     "add_noise",

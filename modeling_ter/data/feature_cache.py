@@ -5,7 +5,8 @@ only needs them once. Each entry is keyed by
 
 - the encoder: its backbone config and pooling settings, a SHA-256 of its weights (so a fine-tuned or different
   checkpoint never reads another encoder's features) and the processor's settings for that modality;
-- the item: the file's resolved path, size and modification time, or the text itself.
+- the item: the file's resolved path, size and modification time, or the text itself; an item synthesised when read
+  (`SynthesizedItem`, e.g. the noisy copies of `--augment noise`) by what it is and the keys of the files it reads.
 
 Entries are safetensors files `<cache_dir>/<modality>/<encoder key>/<item key>.safetensors` holding `features`
 `(num_feature_layers, embed_dim)`, written atomically (temporary file, then `os.replace`). An item whose modality
@@ -22,8 +23,7 @@ opens it instead of reading one entry per item; the bytes, hence the training re
 (`scripts/bench_scale.py` measured this against per-item files and a `datasets` Arrow table.)
 
 Beside the entries, `<cache_dir>/<modality>/<encoder key>/claims/` holds, while several processes encode, a file per
-batch being encoded (`batch_claim`), and `<cache_dir>/audio/<encoder key>/noisy/` the noisy copies of a training split
-(`--augment noise`, `training.datasets.noisy_copies_path`).
+batch being encoded (`batch_claim`).
 
 Example:
 
@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import soundfile
@@ -119,10 +119,25 @@ def encoder_key(model: torch.nn.Module, modality: str, processor_settings: Any) 
     return _sha256_json(identity)[:32]
 
 
-def item_key(modality: str, value: str) -> str:
-    """The cache key of one item: the text itself for `text`, else the file's resolved path, size and mtime."""
+class SynthesizedItem(Protocol):
+    """An item made when it is read (e.g. `data.augmentation.NoisyAudio`), cached like a file: keyed by
+    `identity()` and the keys of the files it reads (`sources`, the first one gives its length), encoded from what
+    `load()` returns (an input the processor takes, e.g. `{"array": ..., "sampling_rate": ...}`)."""
+
+    sources: tuple[str, ...]
+
+    def identity(self) -> Any: ...
+
+    def load(self) -> Any: ...
+
+
+def item_key(modality: str, value: Any) -> str:
+    """The cache key of one item: the text itself for `text`, else the file's resolved path, size and mtime; for a
+    synthesised item (`SynthesizedItem`, e.g. a `NoisyAudio`), its `identity()` and the keys of its `sources`."""
     if modality == "text":
         return _sha256_json(["text", value])[:32]
+    if not isinstance(value, (str, os.PathLike)):
+        return _sha256_json([modality, value.identity(), [item_key(modality, source) for source in value.sources]])[:32]
     path = Path(value)
     if not path.is_file():
         # A vanished file has no stable identity; key it by path alone so the failure is cached and reported.
@@ -197,7 +212,7 @@ class FeatureCache:
 
     def keyed_path(self, modality: str, encoder: str, folder: str, identity: Any, suffix: str) -> Path:
         """A file kept beside the entries, `<modality>/<encoder>/<folder>/<key><suffix>`, keyed by the SHA-256 of
-        the JSON-serialisable `identity` (packed features, batch claims, noisy copies)."""
+        the JSON-serialisable `identity` (packed features, batch claims)."""
         return self.cache_dir / modality / encoder / folder / f"{_sha256_json(identity)[:32]}{suffix}"
 
     def get_or_compute(
@@ -276,14 +291,15 @@ def embed_processed(model: torch.nn.Module, batch: Any, modality: str) -> torch.
     return model.embed_modality(modality, **inputs)
 
 
-def _length_key(modality: str, value: str) -> float:
-    """How long an item is, to batch items of similar length: seconds of audio (from the file header), characters
-    of text; 0 where unknown (video, or an unreadable file, which then fails in its own batch)."""
+def _length_key(modality: str, value: Any) -> float:
+    """How long an item is, to batch items of similar length: seconds of audio (from the file header; a synthesised
+    item's first source), characters of text; 0 where unknown (video, or an unreadable file, which then fails in
+    its own batch)."""
     if modality == "text":
         return float(len(value))
     if modality == "audio":
         try:
-            return float(soundfile.info(value).duration)
+            return float(soundfile.info(value if isinstance(value, (str, os.PathLike)) else value.sources[0]).duration)
         except (RuntimeError, OSError, TypeError, ValueError):  # soundfile's LibsndfileError is a RuntimeError
             return 0.0
     return 0.0
@@ -356,7 +372,8 @@ def _encode_batch(
     only the bad item is masked, with the error as its reason.
     """
     try:
-        batch = processor(**{modality: list(values)}, return_tensors="pt")
+        inputs = [value if isinstance(value, (str, os.PathLike)) else value.load() for value in values]
+        batch = processor(**{modality: inputs}, return_tensors="pt")
     except (ValueError, OSError) as error:  # corrupt, empty or unreadable file, ...
         if len(values) == 1:
             return [(None, f"{type(error).__name__}: {error}")]
@@ -415,7 +432,7 @@ def encode_missing(
                     if positions:
                         results = _encode_batch(model, processor, modality, [values[i] for i in positions])
                         for index, (features, reason) in zip(positions, results):
-                            source = values[index] if modality != "text" else "text"
+                            source = str(values[index]) if modality != "text" else "text"
                             _write_entry(paths[index], features, reason, source=source)
                     encoded += len(positions)
             progress.update(len(batch))
@@ -501,8 +518,8 @@ def compute_features(
         model: a `TERForEmotionRecognition` with a backbone for each of `modalities`.
         processor: callable as `processor(audio=[paths], return_tensors="pt")` (likewise `text=`, `video=`),
             returning `<modality>_*` raw inputs and `modality_mask` (a `TERProcessor`).
-        items: a `datasets.Dataset` (or a dict of columns) with one column per modality: a file path for
-            audio/video, the text for text; `None` where the item lacks the modality.
+        items: a `datasets.Dataset` (or a dict of columns) with one column per modality: a file path (or a
+            `SynthesizedItem`) for audio/video, the text for text; `None` where the item lacks the modality.
         modalities: the modalities to compute, in the column order of the returned mask.
         cache_dir: the cache folder (default: `$TER_CACHE/features` or `~/.cache/ter/features`).
         show_progress: show a progress bar per modality.
@@ -563,6 +580,7 @@ def compute_features(
 __all__ = [
     "CachedFeatures",
     "FeatureCache",
+    "SynthesizedItem",
     "batch_claim",
     "batch_claim_path",
     "compute_features",

@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.augmentation import add_noise, babble, mix_at_snr
-from ..data.feature_cache import CachedFeatures, FeatureCache, embed_item, encoder_key, item_key, processor_settings
+from ..data.augmentation import BABBLE, NoisyAudio
+from ..data.feature_cache import CachedFeatures
 from ..encoders.whisper_conversion import SAMPLING_RATE
-from ..processing.audio import load_audio
-from ..utils.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
 AUGMENT_SNR_DB = (20.0, 10.0, 5.0, 0.0)  # the noise augmentation draws one of these and a colour per copy
-# Babble: `BABBLE_TALKERS` other training utterances mixed in (`data.augmentation.babble`), read per copy.
-AUGMENT_NOISE_COLORS = ("white", "pink", "babble")
+# Babble: `BABBLE_TALKERS` other training utterances mixed in (`data.augmentation.babble`).
+AUGMENT_NOISE_COLORS = ("white", "pink", BABBLE)
 BABBLE_TALKERS = 4
-# Bumped when the noisy copies' draws change, so that cached copies of earlier draws are not read.
-NOISY_COPIES_VERSION = 1
 
 
 class CachedFeatureDataset(Dataset):
@@ -102,47 +96,47 @@ def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, Da
     return train_dataloader, eval_dataloader
 
 
-def noisy_copies_path(cache: FeatureCache, model, processor, paths: Sequence[str], seed: int) -> Path:
-    """Where the encoded noisy copies of the audio files `paths` (in this order) drawn with `seed` are cached, as one
-    file: each copy's draws depend on the copies before it, so the key holds them all (audio encoder, every item's
-    path, size and mtime, the seed, the augmentation's settings)."""
-    settings = [NOISY_COPIES_VERSION, seed, AUGMENT_SNR_DB, AUGMENT_NOISE_COLORS, BABBLE_TALKERS]
-    encoder = encoder_key(model, "audio", processor_settings(processor, "audio"))
-    identity = [settings, [item_key("audio", p) for p in paths]]
-    return cache.keyed_path("audio", encoder, "noisy", identity, ".safetensors")
-
-
-def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int, cache: FeatureCache | None = None):
-    """The training split plus one copy of every item with audio, its audio at a random SNR and noise colour
-    (`AUGMENT_NOISE_COLORS`; babble from `BABBLE_TALKERS` other training utterances); the copies' features are read
-    from `cache` when a run drew the same copies before (`noisy_copies_path`), else encoded and stored there."""
+def noisy_audio_copies(split: dict, modalities: Sequence[str], seed: int) -> tuple[list[int], list[NoisyAudio]]:
+    """`(rows, copies)`: the training split's items with audio and a noisy copy of each, its SNR drawn from
+    `AUGMENT_SNR_DB` and its noise from `AUGMENT_NOISE_COLORS` (babble: `BABBLE_TALKERS` other training utterances).
+    Drawn from `seed` without reading any audio, so that every process draws the same copies; each copy is encoded
+    and cached like an audio file (`data.feature_cache.SynthesizedItem`)."""
     rng = np.random.default_rng(seed)
-    features, column = split["features"], list(modalities).index("audio")
-    paths = split["items"]["audio"]
-    rows = [i for i, path in enumerate(paths) if path is not None and features.mask[i, column]]
+    paths, column = split["items"]["audio"], list(modalities).index("audio")
+    rows = [i for i, path in enumerate(paths) if path is not None and split["features"].mask[i, column]]
     if len(rows) <= BABBLE_TALKERS:
         raise ValueError(
             f"--augment noise mixes {BABBLE_TALKERS} other training utterances into babble copies, but the training "
-            f"split has {len(rows)} items with audio; train on more, or leave out --augment noise."
+            f"split has {len(rows)} items with audio; train on more, or pass --augment none."
         )
-    stored = None if cache is None else noisy_copies_path(cache, model, processor, [paths[i] for i in rows], seed)
-    copies = features.select(rows)
-    encoded = 0
-    if stored is not None and stored.is_file():
-        copies.features["audio"] = load_file(stored)["features"]
-    else:
-        copies.features["audio"] = torch.stack(_noisy_copy_features(model, processor, paths, rows, rng))
-        encoded = len(rows)
-        if stored is not None:
-            with atomic_path(stored) as temporary:
-                save_file({"features": copies.features["audio"].contiguous()}, temporary)
+    copies = []
+    for position, i in enumerate(rows):
+        snr_db, noise = float(rng.choice(AUGMENT_SNR_DB)), str(rng.choice(AUGMENT_NOISE_COLORS))
+        talkers = ()
+        if noise == BABBLE:
+            # Positions among the other rows, skipping this one's: O(talkers) per copy, not a list of every row.
+            others = rng.choice(len(rows) - 1, size=BABBLE_TALKERS, replace=False)
+            talkers = tuple(paths[rows[k + (k >= position)]] for k in others)
+        seed_of_noise = int(rng.integers(2**63))
+        copies.append(NoisyAudio(paths[i], snr_db, noise, seed_of_noise, talkers, SAMPLING_RATE))
+    return rows, copies
+
+
+def with_noisy_copies(split: dict, rows: Sequence[int], copies: CachedFeatures) -> dict:
+    """The training split with the noisy copies of its items `rows` appended, their audio features `copies` (one
+    modality, `(len(rows), ...)`) and their other modalities those of their items; a copy shares its item's label,
+    corpus and speaker (so its fold), and is marked in `is_copy`."""
+    features = split["features"]
+    appended = features.select(rows)
+    appended.features["audio"] = copies.features["audio"]
+    appended.mask[:, list(features.modalities).index("audio")] &= copies.mask[:, 0]
     merged = CachedFeatures(
         features.modalities,
-        {m: torch.cat([features.features[m], copies.features[m]]) for m in features.modalities},
-        torch.cat([features.mask, copies.mask]),
+        {m: torch.cat([features.features[m], appended.features[m]]) for m in features.modalities},
+        torch.cat([features.mask, appended.mask]),
         features.failures,
-        features.num_encoded + encoded,
-        features.num_cached + len(rows) - encoded,
+        features.num_encoded + copies.num_encoded,
+        features.num_cached + copies.num_cached,
     )
     return {
         "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
@@ -152,21 +146,3 @@ def add_noisy_audio_copies(model, processor, split: dict, modalities, seed: int,
         "is_copy": np.concatenate([split["is_copy"], np.ones(len(rows), dtype=bool)]),
         "features": merged,
     }
-
-
-@torch.no_grad()
-def _noisy_copy_features(model, processor, paths: Sequence[str], rows: Sequence[int], rng) -> list[torch.Tensor]:
-    """The encoded noisy copy of each of `rows` (positions in `paths`), drawn in order from `rng`."""
-    noisy = []
-    for position, i in enumerate(rows):
-        waveform = load_audio(paths[i], SAMPLING_RATE)
-        snr_db, color = rng.choice(AUGMENT_SNR_DB), rng.choice(AUGMENT_NOISE_COLORS)
-        if color == "babble":
-            # Positions among the other rows, skipping this one's: O(talkers) per copy, not a list of every row.
-            others = rng.choice(len(rows) - 1, size=BABBLE_TALKERS, replace=False)
-            talkers = [waveform] + [load_audio(paths[rows[k + (k >= position)]], SAMPLING_RATE) for k in others]
-            waveform = mix_at_snr(waveform, babble(talkers, 0, BABBLE_TALKERS, rng), snr_db)
-        else:
-            waveform = add_noise(waveform, snr_db, color, rng)
-        noisy.append(embed_item(model, processor, "audio", waveform, sampling_rate=SAMPLING_RATE))
-    return noisy

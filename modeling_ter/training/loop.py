@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from trusted_f1.trusted_metrics import trusted_scores
 
 from ..data.augmentation import modality_dropout
-from ..data.feature_cache import FeatureCache, compute_features, encode_missing
+from ..data.feature_cache import compute_features, encode_missing
 from ..data.manifest import load_manifest_dataset, speaker_folds_of, summarize_splits
 from ..encoders.defaults import build_default_model, build_default_processor
 from ..evaluation.plotting import save_plots
@@ -55,7 +55,7 @@ from .crossfit import (
     cross_fit,
     fit_domain_gate,
 )
-from .datasets import add_noisy_audio_copies, get_dataloaders
+from .datasets import get_dataloaders, noisy_audio_copies, with_noisy_copies
 
 logger = get_logger(__name__)
 
@@ -190,6 +190,29 @@ def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annea
     return model
 
 
+def shared_features(accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args):
+    """`compute_features` of `items` with the encoding shared out: each process encodes its share of the batches
+    the cache lacks (the batches one process would form, so the cached features do not depend on the number of
+    processes, see `encode_missing`); then, after all have finished, every process reads them all."""
+    encoded = encode_missing(
+        model,
+        processor,
+        items,
+        modalities,
+        args.cache_dir,
+        args.encode_batch_size,
+        accelerator.process_index,
+        accelerator.num_processes,
+        show_progress=accelerator.is_local_main_process,
+    )
+    accelerator.wait_for_everyone()
+    encoded = int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
+    features = compute_features(model, processor, items, modalities, args.cache_dir, False)
+    encoded = min(encoded, features.num_cached)  # two that took over a stale claim both encoded it
+    features.num_encoded, features.num_cached = encoded, features.num_cached - encoded
+    return features
+
+
 def train(args: TERTrainingArguments) -> dict:
     """Trains, calibrates and saves a TER checkpoint in `args.output_dir`; returns its evaluation report (on the
     main process; `None` on the others)."""
@@ -240,30 +263,12 @@ def train(args: TERTrainingArguments) -> dict:
 
     if args.finetune == "none":
         set_single_thread_on_cpu(accelerator.device)
-        # Each process encodes its share of the batches the cache lacks (the same batches one process would form,
-        # so the cached features do not depend on the number of processes); then every process reads them all.
         for split in split_data:
-            encoded = encode_missing(
-                model,
-                processor,
-                split["items"],
-                modalities,
-                args.cache_dir,
-                args.encode_batch_size,
-                accelerator.process_index,
-                accelerator.num_processes,
-                show_progress=accelerator.is_local_main_process,
-            )
-            accelerator.wait_for_everyone()
-            encoded = int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
-            features = compute_features(model, processor, split["items"], modalities, args.cache_dir, False)
-            encoded = min(encoded, features.num_cached)  # two that took over a stale claim both encoded it
-            features.num_encoded, features.num_cached = encoded, features.num_cached - encoded
-            split["features"] = features
+            split["features"] = shared_features(accelerator, model, processor, split["items"], modalities, args)
         if "noise" in args.augmentations and "audio" in modalities:
-            split_data[0] = add_noisy_audio_copies(
-                model, processor, split_data[0], modalities, args.seed, FeatureCache(args.cache_dir)
-            )
+            rows, copies = noisy_audio_copies(split_data[0], modalities, args.seed)
+            copy_features = shared_features(accelerator, model, processor, {"audio": copies}, ("audio",), args)
+            split_data[0] = with_noisy_copies(split_data[0], rows, copy_features)
         for split, name in zip(split_data, split_names):
             cached = split["features"]
             accelerator.print(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from scipy.signal import welch
 
 from modeling_ter.data.augmentation import (
+    NoisyAudio,
     add_noise,
     babble,
     blank_frames,
@@ -74,6 +75,27 @@ def test_babble_mixes_other_utterances_at_the_asked_snr():
     assert measured_snr_db(utterances[2], noisy) == pytest.approx(5.0, abs=1e-9)
     with pytest.raises(ValueError, match="4 other utterances"):
         babble(utterances[:3], 0, talkers=4)
+
+
+def test_noisy_audio_reads_as_its_utterance_with_the_noise_its_fields_name():
+    clean = load_audio(EMODB_CLIP)
+    others = sorted(str(p) for p in EMODB_CLIP.parent.glob("*.flac") if p != EMODB_CLIP)[:2]
+    pink = NoisyAudio(str(EMODB_CLIP), 5.0, "pink", seed=7).load()
+    assert pink["sampling_rate"] == 16000 and pink["array"].dtype == np.float32 and pink["array"].shape == clean.shape
+    assert measured_snr_db(clean, pink["array"]) == pytest.approx(5.0, abs=1e-3)
+    assert np.array_equal(NoisyAudio(str(EMODB_CLIP), 5.0, "pink", seed=7).load()["array"], pink["array"])
+    assert not np.array_equal(NoisyAudio(str(EMODB_CLIP), 5.0, "pink", seed=8).load()["array"], pink["array"])
+    voices = NoisyAudio(str(EMODB_CLIP), 0.0, "babble", seed=7, talkers=tuple(others))
+    assert voices.sources == (str(EMODB_CLIP), *others)
+    noise = voices.load()["array"] - clean
+    expected = babble([clean] + [load_audio(p) for p in others], 0, 2, np.random.default_rng(7))
+    assert abs(np.corrcoef(noise, expected)[0, 1]) > 0.999  # the talkers' voices, not the clip's own
+    with pytest.raises(ValueError, match="noise must be one of"):
+        NoisyAudio(str(EMODB_CLIP), 5.0, "purple", seed=0)
+    with pytest.raises(ValueError, match="noise='babble' only"):
+        NoisyAudio(str(EMODB_CLIP), 5.0, "white", seed=0, talkers=tuple(others))
+    with pytest.raises(ValueError, match="noise='babble' only"):
+        NoisyAudio(str(EMODB_CLIP), 5.0, "babble", seed=0)
 
 
 def test_add_noise_rejects_bad_input():

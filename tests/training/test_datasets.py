@@ -1,15 +1,18 @@
 """Noisy copies of the training audio (`--augment noise`, training/datasets.py): each copy is its utterance at one of
-the augmentation's SNRs, with white or pink noise or babble of other training utterances."""
+the augmentation's SNRs, with white or pink noise or babble of other training utterances, encoded and cached like
+an audio file."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from modeling_ter.data import augmentation
 from modeling_ter.data.augmentation import measured_snr_db
-from modeling_ter.data.feature_cache import CachedFeatures
+from modeling_ter.data.feature_cache import CachedFeatures, compute_features, embed_item, encode_missing
 from modeling_ter.processing.audio import load_audio
 from modeling_ter.training import datasets
 
@@ -32,65 +35,69 @@ def training_split(paths: list[str]) -> dict:
 
 def test_noisy_copies_mix_white_pink_or_babble_of_other_training_utterances(monkeypatch):
     paths = [str(p) for p in sorted(EMODB.rglob("*.flac"))[:12]]
-    clean = {path: load_audio(path, datasets.SAMPLING_RATE) for path in paths}
-    encoded, talkers_of = [], []
-    real_babble = datasets.babble
-
-    def spy_babble(waveforms, index, talkers, rng):
-        talkers_of.append(waveforms)
-        return real_babble(waveforms, index, talkers, rng)
-
-    monkeypatch.setattr(datasets, "babble", spy_babble)
-
-    def fake_embed(model, processor, modality, waveform, **_):  # no encoder: only what it is given counts here
-        encoded.append(waveform)
-        return torch.zeros(1, 4)
-
-    monkeypatch.setattr(datasets, "embed_item", fake_embed)
-    merged = datasets.add_noisy_audio_copies(None, None, training_split(paths), ("audio",), seed=3)
-
-    assert len(encoded) == len(paths) and merged["is_copy"].tolist() == [False] * 12 + [True] * 12
-    assert merged["labels"].tolist() == 2 * (np.arange(12) % 3).tolist()
-    snrs = [measured_snr_db(clean[path], noisy) for path, noisy in zip(paths, encoded)]
-    assert all(min(abs(snr - level) for level in datasets.AUGMENT_SNR_DB) < 1e-3 for snr in snrs)
-    assert 0 < len(talkers_of) < len(paths)  # some copies are babble, some white or pink noise
-    for waveforms in talkers_of:  # the copy's own utterance first, then 4 other training utterances
-        own = next(path for path in paths if np.array_equal(clean[path], waveforms[0]))
-        others = [next(p for p in paths if np.array_equal(clean[p], w)) for w in waveforms[1:]]
-        assert len(others) == datasets.BABBLE_TALKERS and own not in others and len(set(others)) == len(others)
-    with pytest.raises(ValueError, match="leave out --augment noise"):
-        datasets.add_noisy_audio_copies(None, None, training_split(paths[:4]), ("audio",), seed=3)
+    split = training_split(paths)
+    split["items"]["audio"][5] = None  # an item without audio gets no copy
+    with monkeypatch.context() as patch:  # the draws read no audio: every process draws them before encoding
+        patch.setattr(augmentation, "load_audio", lambda *_: pytest.fail("a file was read to draw the copies"))
+        rows, copies = datasets.noisy_audio_copies(split, ("audio",), seed=3)
+    assert rows == [i for i in range(12) if i != 5] and [c.path for c in copies] == [paths[i] for i in rows]
+    assert datasets.noisy_audio_copies(split, ("audio",), seed=3)[1] == copies
+    assert datasets.noisy_audio_copies(split, ("audio",), seed=4)[1] != copies
+    assert {c.noise for c in copies} == set(datasets.AUGMENT_NOISE_COLORS)
+    for copy in copies:
+        clean = load_audio(copy.path)
+        assert measured_snr_db(clean, copy.load()["array"]) == pytest.approx(copy.snr_db, abs=1e-3)
+        assert copy.snr_db in datasets.AUGMENT_SNR_DB
+        if copy.noise == "babble":  # 4 other training utterances
+            assert len(set(copy.talkers)) == datasets.BABBLE_TALKERS and copy.path not in copy.talkers
+            assert set(copy.talkers) <= {paths[i] for i in rows}
+    audio = CachedFeatures(("audio",), {"audio": torch.ones(len(rows), 1, 4)}, torch.ones(len(rows), 1).bool())
+    audio.mask[0] = False  # a copy the encoder could not use keeps its item's other modalities, not its audio
+    merged = datasets.with_noisy_copies(split, rows, audio)
+    assert merged["is_copy"].tolist() == [False] * 12 + [True] * 11
+    assert merged["labels"].tolist() == (np.arange(12) % 3).tolist() + [i % 3 for i in rows]
+    assert torch.equal(merged["features"].features["audio"][12:], audio.features["audio"])
+    assert merged["features"].mask[12:, 0].tolist() == [False] + [True] * 10
+    with pytest.raises(ValueError, match="pass --augment none"):
+        datasets.noisy_audio_copies(training_split(paths[:4]), ("audio",), seed=3)
 
 
-def test_noisy_copies_are_read_from_the_cache_when_a_run_drew_them_before(monkeypatch, tmp_path):
-    # A run with --augment noise encoded every copy anew, warm cache or not; the copies of the same items, seed and
-    # encoder are now read back, and any change to what draws them encodes them again.
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    paths = []
-    for source in sorted(EMODB.rglob("*.flac"))[:6]:
-        paths.append(str(audio / source.name))
-        Path(paths[-1]).write_bytes(source.read_bytes())
-    encoded = []
+@pytest.fixture(scope="module")
+def audio_model():
+    from modeling_ter.encoders.defaults import build_default_model, build_default_processor
 
-    def fake_embed(model, processor, modality, waveform, **_):  # the copy's own numbers, to compare them after
-        encoded.append(waveform)
-        return torch.as_tensor(waveform[:4], dtype=torch.float32)[None]
+    return build_default_model(("audio",)), build_default_processor(("audio",))
 
-    monkeypatch.setattr(datasets, "embed_item", fake_embed)
-    monkeypatch.setattr(datasets, "encoder_key", lambda model, modality, settings: "encoder")
-    monkeypatch.setattr(datasets, "processor_settings", lambda processor, modality: {})
-    cache = datasets.FeatureCache(tmp_path / "cache")
 
-    def copies(seed):
-        merged = datasets.add_noisy_audio_copies(None, None, training_split(paths), ("audio",), seed, cache)
-        return merged["features"], len(encoded)
+def test_noisy_copies_are_encoded_in_batches_and_cached_like_audio_files(audio_model, tmp_path):
+    # The copies were encoded one by one, by every process, and cached as one file per split: now they go through
+    # the feature cache (length-sorted batches, shared out between processes), each copy its own entry.
+    model, processor = audio_model
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    paths = [shutil.copy(source, folder) for source in sorted(EMODB.rglob("*.flac"))[:8]]
+    rows, copies = datasets.noisy_audio_copies(training_split(paths), ("audio",), seed=0)
+    cache_dir = tmp_path / "cache"
+    batches, embed = [], model.embed_modality
 
-    first, count = copies(3)
-    assert count == 6 and (first.num_encoded, first.num_cached) == (6, 0)
-    again, count = copies(3)
-    assert count == 6 and (again.num_encoded, again.num_cached) == (0, 6)
-    assert torch.equal(again.features["audio"], first.features["audio"])
-    assert copies(4)[1] == 12  # another seed draws other copies
-    os.utime(paths[2], (1e9, 1e9))  # an item's file changed (its mtime): the copies are drawn anew
-    assert copies(3)[1] == 18
+    def counting_embed(modality, **inputs):  # the size of each batch encoded
+        batches.append(len(next(iter(inputs.values()))))
+        return embed(modality, **inputs)
+
+    model.embed_modality = counting_embed
+    try:  # process 0 of 2: its share of the plan, then (alone here) the other's
+        assert encode_missing(model, processor, {"audio": copies}, ("audio",), cache_dir, 3, 0, 2, False) == 8
+    finally:
+        del model.embed_modality
+    assert sorted(batches) == [2, 3, 3]
+    first = compute_features(model, processor, {"audio": copies}, ("audio",), cache_dir, False)
+    assert (first.num_encoded, first.num_cached) == (0, len(copies))
+    for copy, features in zip(copies, first.features["audio"]):  # the copy's own audio, not its clean utterance
+        alone = embed_item(model, processor, "audio", copy.load()["array"], sampling_rate=16000)
+        assert torch.allclose(features, alone, atol=1e-4)
+        assert not torch.allclose(features, embed_item(model, processor, "audio", copy.path), atol=1e-2)
+    babble = next(copy for copy in copies if copy.noise == "babble")
+    os.utime(babble.talkers[0], (1e9, 1e9))  # a talker's file changed: every copy that reads it is encoded again
+    again = compute_features(model, processor, {"audio": copies}, ("audio",), cache_dir, False)
+    assert again.num_encoded == sum(babble.talkers[0] in copy.sources for copy in copies) >= 2
+    assert torch.equal(again.features["audio"], first.features["audio"])  # the same bytes: the same copies
