@@ -11,8 +11,9 @@ cache file, reopened by its fingerprint, memory-mapped, batches through `with_fo
 memory-mapped `.npy` of `modeling_ter.data.feature_cache`. Prints write and open times, size on disk, files, one
 epoch of shuffled batches of 16 (the first 1000 batches timed, scaled to the epoch), and the peak RSS.
 
-Part `job`: `scripts/train.py` (audio + text, `--epochs 1 --calibration_folds 2 --batch_size 64` unless `--train_args`
-says otherwise: one epoch per model, so the run stays near 10 minutes) on synthetic corpora of N items built from the demo corpus: row i is demo row i mod R with the same audio
+Part `job`: `scripts/train.py` (audio + text, `--epochs 1 --calibration_folds 2 --batch_size 64 --augment none` unless
+`--train_args` says otherwise: one epoch per model, so the run stays near 10 minutes; no noisy copies, which are N more
+clips to encode, as the cache encodes any item) on synthetic corpora of N items built from the demo corpus: row i is demo row i mod R with the same audio
 file (one cache entry, as the cache keys it) and its transcript with a variant tag (a new text item). The R demo items
 are encoded once, for real; each new text's entry is its demo text's cached row times a gain in [0.9, 1.1] (the
 issue's "reuse cached feature rows with a perturbation"), written as the cache writes entries. Before training, the
@@ -352,7 +353,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("stores", "job", "both"), default="both")
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated corpus sizes")
     parser.add_argument(
-        "--train_args", default="--epochs 1 --calibration_folds 2 --batch_size 64", help="more train.py arguments"
+        "--train_args",
+        default="--epochs 1 --calibration_folds 2 --batch_size 64 --augment none",
+        help="more train.py arguments",
     )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
     parser.add_argument("--store_worker", choices=STORES, help=argparse.SUPPRESS)

@@ -112,12 +112,12 @@ class TERTrainingArguments:
     encode_batch_size: int = field(
         default=16, metadata={"help": "items encoded together (sorted by length) when filling the feature cache"}
     )
-    augment: str = field(
-        default="",
+    augment: Optional[str] = field(
+        default=None,
         metadata={
             "help": "comma-separated: noise (one extra copy of every training item with its audio at a random SNR of "
             "20/10/5/0 dB, white or pink noise or babble of 4 other training utterances), modality_dropout (see "
-            "--modality_dropout)"
+            "--modality_dropout), or none (default: noise with --finetune none, else none)"
         },
     )
     modality_dropout: float = field(
@@ -165,8 +165,10 @@ class TERTrainingArguments:
 
     @property
     def augmentations(self) -> tuple[str, ...]:
-        """`--augment` as a tuple of names."""
-        return tuple(a.strip() for a in self.augment.split(",") if a.strip())
+        """`--augment` as a tuple of names (by default `("noise",)` on cached features, `()` when fine-tuning)."""
+        if self.augment is None:
+            return ("noise",) if self.finetune == "none" else ()
+        return tuple(a.strip() for a in self.augment.split(",") if a.strip() and a.strip() != "none")
 
     @property
     def layer_sum_modalities(self) -> tuple[str, ...]:

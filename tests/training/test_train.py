@@ -60,8 +60,9 @@ pytestmark = pytest.mark.skipif(not DEMO_MANIFEST.is_file(), reason=f"the demo c
 
 
 def _subset_manifest(folder: Path) -> Path:
-    """A small real manifest: EmoDB 3 speakers x 4, MELD 4 speakers x 2, CREMA-D 2 clips, plus one corrupt audio
-    file and one corrupt video file (which must be masked, not crash). Paths are absolute."""
+    """A small real manifest: EmoDB 3 speakers x 4, MELD 4 speakers x 2 and 1 x 1, CREMA-D 2 clips, plus one corrupt
+    audio file and one corrupt video file (which must be masked, not crash). Paths are absolute. With a noisy copy
+    of each decodable clip, 40 items are trained on: the DDP comparison needs an even number."""
     with open(DEMO_MANIFEST, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
 
@@ -70,10 +71,11 @@ def _subset_manifest(folder: Path) -> Path:
 
     chosen, taken = [], {}
     quota = {"emodb": (("emodb_03", "emodb_08", "emodb_09"), 4), "meld": (None, 2), "crema_d": (None, 2)}
-    meld_speakers = ("meld_Rachel", "meld_Ross", "meld_Joey", "meld_Monica")
+    meld_speakers = ("meld_Rachel", "meld_Ross", "meld_Joey", "meld_Monica", "meld_Chandler")
     for row in rows:
         speakers, per_speaker = quota[row["corpus"]]
         speakers = meld_speakers if row["corpus"] == "meld" else speakers
+        per_speaker = 1 if row["speaker_id"] == "meld_Chandler" else per_speaker
         key = (row["corpus"], row["speaker_id"])
         labels = taken.setdefault(key, set())
         if (
@@ -154,13 +156,22 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def subset(workdir) -> dict:
-    """The subset manifest and an effective batch that divides its train split (so DDP needs no padded batch)."""
+    """The subset manifest and an effective batch that divides the items trained on (so DDP needs no padded batch):
+    the train split and a noisy copy of each item whose audio decodes (`--augment noise`, the default)."""
     from modeling_ter.data.manifest import load_manifest_dataset
+    from modeling_ter.processing.audio import AudioDecodeError, load_audio
+
+    def decodes(path: str | None) -> bool:
+        try:
+            return path is not None and len(load_audio(path)) > 0
+        except AudioDecodeError:
+            return False
 
     manifest = _subset_manifest(workdir)
-    num_train = len(load_manifest_dataset(manifest, validation_fraction=0.0, seed=0)["train"])
-    batch = next((b for b in (4, 2) if num_train % b == 0), None)
-    assert batch is not None, f"the subset ({num_train} items, all trained on) must be even for the DDP comparison"
+    train = load_manifest_dataset(manifest, validation_fraction=0.0, seed=0)["train"]
+    num_trained = len(train) + sum(map(decodes, train["audio"]))
+    batch = next((b for b in (4, 2) if num_trained % b == 0), None)
+    assert batch is not None, f"the subset ({num_trained} items trained on) must be even for the DDP comparison"
     return {"manifest": manifest, "batch": batch}
 
 
@@ -409,6 +420,17 @@ def test_two_process_ddp_matches_one_process(trained, subset, workdir):
         json.loads((single / "eval_results.json").read_text()),
         DDP_TOLERANCE,
     )
+
+
+def test_noise_augmentation_is_on_by_default_on_cached_features_only():
+    # Noisy copies keep the confidence of noisy speech honest (README, robustness); fine-tuning encodes raw items
+    # each step, which the cached copies cannot join, so there the default is none and asking for it fails.
+    assert _arguments("--output_dir", "x").augmentations == ("noise",)
+    assert _arguments("--output_dir", "x", "--finetune", "full").augmentations == ()
+    assert _arguments("--output_dir", "x", "--augment", "none").augmentations == ()
+    assert _arguments("--output_dir", "x", "--augment", "modality_dropout").augmentations == ("modality_dropout",)
+    with pytest.raises(ValueError, match="use --finetune none"):
+        _arguments("--output_dir", "x", "--augment", "noise", "--finetune", "lora")
 
 
 def _write(path: Path, text: str) -> Path:
