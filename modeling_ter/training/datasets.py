@@ -123,13 +123,15 @@ def noisy_audio_copies(split: dict, modalities: Sequence[str], seed: int) -> tup
 
 
 def with_noisy_copies(split: dict, rows: Sequence[int], copies: CachedFeatures) -> dict:
-    """The training split with the noisy copies of its items `rows` appended, their audio features `copies` (one
-    modality, `(len(rows), ...)`) and their other modalities those of their items; a copy shares its item's label,
-    corpus and speaker (so its fold), and is marked in `is_copy`."""
+    """The training split with the noisy copies of its items `rows` appended: their audio features `copies` (one
+    modality, `(len(rows), ...)`) and no other modality (a copy's transcript or face is its item's, trained on
+    already: repeating it would weigh the other heads towards the corpora with audio). A copy shares its item's
+    label, corpus and speaker (so its fold), and is marked in `is_copy`."""
     features = split["features"]
     appended = features.select(rows)
     appended.features["audio"] = copies.features["audio"]
-    appended.mask[:, list(features.modalities).index("audio")] &= copies.mask[:, 0]
+    appended.mask[:] = False
+    appended.mask[:, list(features.modalities).index("audio")] = copies.mask[:, 0]
     merged = CachedFeatures(
         features.modalities,
         {m: torch.cat([features.features[m], appended.features[m]]) for m in features.modalities},

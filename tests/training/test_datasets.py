@@ -51,13 +51,19 @@ def test_noisy_copies_mix_white_pink_or_babble_of_other_training_utterances(monk
         if copy.noise == "babble":  # 4 other training utterances
             assert len(set(copy.talkers)) == datasets.BABBLE_TALKERS and copy.path not in copy.talkers
             assert set(copy.talkers) <= {paths[i] for i in rows}
+    split["features"] = CachedFeatures(
+        ("audio", "text"),
+        {"audio": torch.zeros(12, 1, 4), "text": torch.zeros(12, 1, 4)},
+        torch.ones(12, 2).bool(),
+    )
     audio = CachedFeatures(("audio",), {"audio": torch.ones(len(rows), 1, 4)}, torch.ones(len(rows), 1).bool())
-    audio.mask[0] = False  # a copy the encoder could not use keeps its item's other modalities, not its audio
+    audio.mask[0] = False  # a copy the encoder could not use
     merged = datasets.with_noisy_copies(split, rows, audio)
     assert merged["is_copy"].tolist() == [False] * 12 + [True] * 11
     assert merged["labels"].tolist() == (np.arange(12) % 3).tolist() + [i % 3 for i in rows]
     assert torch.equal(merged["features"].features["audio"][12:], audio.features["audio"])
-    assert merged["features"].mask[12:, 0].tolist() == [False] + [True] * 10
+    # A copy is its noisy audio alone: its transcript is its item's, trained on already.
+    assert merged["features"].mask[12:].tolist() == [[False, False]] + [[True, False]] * 10
     with pytest.raises(ValueError, match="pass --augment none"):
         datasets.noisy_audio_copies(training_split(paths[:4]), ("audio",), seed=3)
 
