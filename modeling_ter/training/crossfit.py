@@ -246,26 +246,32 @@ def fit_domain_gate(
     labels: torch.Tensor,
     modality: str,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    in_domain: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fits `modality`'s domain gate into `model` (its Gaussians on every training item, its reference and width
-    from the cross-fitted distances) and returns the cross-fitted gate `(N,)` of every item (0 where absent)."""
+    """Fits `modality`'s domain gate into `model` (its Gaussians on the training items, its reference and width
+    from their cross-fitted distances) and returns the cross-fitted gate `(N,)` of every item (0 where absent).
+
+    `in_domain` `(N,)` bool: the items that define the domain (default: all). Noisy copies train the heads to
+    classify noisy speech, but are left out here, so that the gate measures how far an input is from the recordings
+    trained on and noise lowers the confidence."""
     column = list(model.config.modalities).index(modality)
     present = features.mask[:, column]
+    fitted = present if in_domain is None else present & in_domain
     pooled = pooled_features(model, features, modality)
     num_labels = model.config.num_labels
     distance = torch.full((len(pooled),), math.nan)
     for train_idx, test_idx in folds:
-        train_rows = torch.as_tensor(train_idx)[present[train_idx]]
+        train_rows = torch.as_tensor(train_idx)[fitted[train_idx]]
         test_rows = torch.as_tensor(test_idx)[present[test_idx]]
         if len(train_rows) < 2 or len(test_rows) == 0:
             continue
         fold_domain = MahalanobisDomain(num_labels, pooled.shape[1])
         fold_domain.load_statistics(**fit_mahalanobis(pooled[train_rows], labels[train_rows], num_labels))
         distance[test_rows] = fold_domain.distance(pooled[test_rows])
-    reference, width = gate_parameters(distance[present], GATE_QUANTILE, GATE_REFERENCE_QUANTILE)
+    reference, width = gate_parameters(distance[fitted], GATE_QUANTILE, GATE_REFERENCE_QUANTILE)
     model.config.modality_configs[modality].update(domain_reference=reference, domain_width=width)
     domain = MahalanobisDomain(num_labels, pooled.shape[1], reference, width)
-    rows = present.nonzero().flatten()
+    rows = fitted.nonzero().flatten()
     domain.load_statistics(**fit_mahalanobis(pooled[rows], labels[rows], num_labels))
     model.domains[modality] = domain
     # The gate of the fitted module, applied to the cross-fitted distances (NaN where absent: scale 0).

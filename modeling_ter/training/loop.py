@@ -436,14 +436,15 @@ def finalize_cross_fitted(
     opinions, scores those opinions (every training speaker by heads that never saw it) and writes the checkpoint."""
     model.eval()
     features, labels = train["features"], torch.as_tensor(train["labels"])
+    # Noisy copies (--augment noise) train the heads, but neither define the domain nor are scored: they share their
+    # speaker's fold.
+    scored = torch.from_numpy(~train["is_copy"])
     scale = features.mask.to(torch.float32)
     for modality in args.gated_modalities:
         if modality in model.config.modalities:
             scale[:, model.config.modalities.index(modality)] = fit_domain_gate(
-                model, features, labels, modality, folds
+                model, features, labels, modality, folds, scored
             )
-    # Noisy copies (--augment noise) train the heads but are not scored: they share their speaker's fold.
-    scored = torch.from_numpy(~train["is_copy"])
     evidence, present = (crossfit.evidence * scale[..., None])[scored], features.mask[scored]
     references, corpora = labels[scored], [c for c, keep in zip(train["corpora"], scored.tolist()) if keep]
     calibrate_modalities(model.config, evidence, present, references)

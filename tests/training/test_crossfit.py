@@ -130,3 +130,35 @@ def test_pooled_features_in_chunks_equal_the_whole_pooling(setup, monkeypatch):
     chunked = crossfit.pooled_features(model, features, "audio")
     assert chunked.shape == (NUM_ITEMS, 8) and torch.allclose(chunked, whole, rtol=0, atol=1e-6)
     assert torch.equal(crossfit.pooled_features(model, features, "text"), features.features["text"][:, -1])
+
+
+def test_the_domain_gate_is_fitted_on_the_items_that_define_the_domain_only(setup):
+    # Noisy copies joined the Gaussians and the gate's width, so noisy speech was in domain and kept its confidence.
+    from modeling_ter.training.crossfit import fit_domain_gate
+
+    config, features, labels, folds, _ = setup
+    generator = torch.Generator().manual_seed(1)
+    noisy = features.features["audio"] + 2.0 * torch.randn(features.features["audio"].shape, generator=generator)
+    both = CachedFeatures(
+        modalities=features.modalities,
+        features={
+            "audio": torch.cat([features.features["audio"], noisy]),
+            "text": features.features["text"].repeat(2, 1, 1),
+        },
+        mask=features.mask.repeat(2, 1),
+    )
+    both_folds = [(np.concatenate([a, a + NUM_ITEMS]), np.concatenate([b, b + NUM_ITEMS])) for a, b in folds]
+    clean = torch.arange(2 * NUM_ITEMS) < NUM_ITEMS
+
+    def gate(feats, labs, fold_list, in_domain=None):
+        model = TERForEmotionRecognition(heads_config(config)).eval()
+        return model, fit_domain_gate(model, feats, labs, "audio", fold_list, in_domain)
+
+    alone, alone_gate = gate(features, labels, folds)
+    model, scale = gate(both, labels.repeat(2), both_folds, clean)
+    for key in ("domain_reference", "domain_width"):  # as if the copies were not there
+        assert model.config.modality_config("audio")[key] == pytest.approx(alone.config.modality_config("audio")[key])
+    assert torch.allclose(scale[:NUM_ITEMS], alone_gate, atol=1e-6)
+    assert scale[NUM_ITEMS:].mean() < 0.5 * scale[:NUM_ITEMS].mean()  # the noisy items are out of that domain
+    _, with_copies = gate(both, labels.repeat(2), both_folds)  # with the copies in, noise is in domain
+    assert with_copies[NUM_ITEMS:].mean() > 2 * scale[NUM_ITEMS:].mean()
