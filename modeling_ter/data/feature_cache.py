@@ -131,12 +131,17 @@ class SynthesizedItem(Protocol):
     def load(self) -> Any: ...
 
 
+def _is_synthesized(value: Any) -> bool:
+    """Whether an item is a `SynthesizedItem`, not a path (or a text)."""
+    return not isinstance(value, (str, os.PathLike))
+
+
 def item_key(modality: str, value: Any) -> str:
     """The cache key of one item: the text itself for `text`, else the file's resolved path, size and mtime; for a
     synthesised item (`SynthesizedItem`, e.g. a `NoisyAudio`), its `identity()` and the keys of its `sources`."""
     if modality == "text":
         return _sha256_json(["text", value])[:32]
-    if not isinstance(value, (str, os.PathLike)):
+    if _is_synthesized(value):
         return _sha256_json([modality, value.identity(), [item_key(modality, source) for source in value.sources]])[:32]
     path = Path(value)
     if not path.is_file():
@@ -299,7 +304,7 @@ def _length_key(modality: str, value: Any) -> float:
         return float(len(value))
     if modality == "audio":
         try:
-            return float(soundfile.info(value if isinstance(value, (str, os.PathLike)) else value.sources[0]).duration)
+            return float(soundfile.info(value.sources[0] if _is_synthesized(value) else value).duration)
         except (RuntimeError, OSError, TypeError, ValueError):  # soundfile's LibsndfileError is a RuntimeError
             return 0.0
     return 0.0
@@ -372,7 +377,7 @@ def _encode_batch(
     only the bad item is masked, with the error as its reason.
     """
     try:
-        inputs = [value if isinstance(value, (str, os.PathLike)) else value.load() for value in values]
+        inputs = [value.load() if _is_synthesized(value) else value for value in values]
         batch = processor(**{modality: inputs}, return_tensors="pt")
     except (ValueError, OSError) as error:  # corrupt, empty or unreadable file, ...
         if len(values) == 1:

@@ -96,14 +96,15 @@ def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, Da
     return train_dataloader, eval_dataloader
 
 
-def noisy_audio_copies(split: dict, modalities: Sequence[str], seed: int) -> tuple[list[int], list[NoisyAudio]]:
+def noisy_audio_copies(split: dict, seed: int) -> tuple[list[int], list[NoisyAudio]]:
     """`(rows, copies)`: the training split's items with audio and a noisy copy of each, its SNR drawn from
     `AUGMENT_SNR_DB` and its noise from `AUGMENT_NOISE_COLORS` (babble: `BABBLE_TALKERS` other training utterances).
     Drawn from `seed` without reading any audio, so that every process draws the same copies; each copy is encoded
     and cached like an audio file (`data.feature_cache.SynthesizedItem`)."""
     rng = np.random.default_rng(seed)
-    paths, column = split["items"]["audio"], list(modalities).index("audio")
-    rows = [i for i, path in enumerate(paths) if path is not None and split["features"].mask[i, column]]
+    features, paths = split["features"], split["items"]["audio"]
+    column = features.modalities.index("audio")
+    rows = [i for i, path in enumerate(paths) if path is not None and features.mask[i, column]]
     if len(rows) <= BABBLE_TALKERS:
         raise ValueError(
             f"--augment noise mixes {BABBLE_TALKERS} other training utterances into babble copies, but the training "
@@ -128,14 +129,17 @@ def with_noisy_copies(split: dict, rows: Sequence[int], copies: CachedFeatures) 
     already: repeating it would weigh the other heads towards the corpora with audio). A copy shares its item's
     label, corpus and speaker (so its fold), and is marked in `is_copy`."""
     features = split["features"]
-    appended = features.select(rows)
-    appended.features["audio"] = copies.features["audio"]
-    appended.mask[:] = False
-    appended.mask[:, list(features.modalities).index("audio")] = copies.mask[:, 0]
+    # Placeholders where the copies have no modality (masked): not the items' rows, which would be read for nothing.
+    appended = {
+        m: copies.features["audio"] if m == "audio" else values.new_zeros((len(rows), *values.shape[1:]))
+        for m, values in features.features.items()
+    }
+    mask = torch.zeros(len(rows), len(features.modalities), dtype=torch.bool)
+    mask[:, features.modalities.index("audio")] = copies.mask[:, 0]
     merged = CachedFeatures(
         features.modalities,
-        {m: torch.cat([features.features[m], appended.features[m]]) for m in features.modalities},
-        torch.cat([features.mask, appended.mask]),
+        {m: torch.cat([features.features[m], appended[m]]) for m in features.modalities},
+        torch.cat([features.mask, mask]),
         features.failures,
         features.num_encoded + copies.num_encoded,
         features.num_cached + copies.num_cached,

@@ -266,7 +266,7 @@ def train(args: TERTrainingArguments) -> dict:
         for split in split_data:
             split["features"] = shared_features(accelerator, model, processor, split["items"], modalities, args)
         if "noise" in args.augmentations and "audio" in modalities:
-            rows, copies = noisy_audio_copies(split_data[0], modalities, args.seed)
+            rows, copies = noisy_audio_copies(split_data[0], args.seed)
             copy_features = shared_features(accelerator, model, processor, {"audio": copies}, ("audio",), args)
             split_data[0] = with_noisy_copies(split_data[0], rows, copy_features)
         for split, name in zip(split_data, split_names):

@@ -39,10 +39,10 @@ def test_noisy_copies_mix_white_pink_or_babble_of_other_training_utterances(monk
     split["items"]["audio"][5] = None  # an item without audio gets no copy
     with monkeypatch.context() as patch:  # the draws read no audio: every process draws them before encoding
         patch.setattr(augmentation, "load_audio", lambda *_: pytest.fail("a file was read to draw the copies"))
-        rows, copies = datasets.noisy_audio_copies(split, ("audio",), seed=3)
+        rows, copies = datasets.noisy_audio_copies(split, seed=3)
     assert rows == [i for i in range(12) if i != 5] and [c.path for c in copies] == [paths[i] for i in rows]
-    assert datasets.noisy_audio_copies(split, ("audio",), seed=3)[1] == copies
-    assert datasets.noisy_audio_copies(split, ("audio",), seed=4)[1] != copies
+    assert datasets.noisy_audio_copies(split, seed=3)[1] == copies
+    assert datasets.noisy_audio_copies(split, seed=4)[1] != copies
     assert {c.noise for c in copies} == set(datasets.AUGMENT_NOISE_COLORS)
     for copy in copies:
         clean = load_audio(copy.path)
@@ -65,7 +65,7 @@ def test_noisy_copies_mix_white_pink_or_babble_of_other_training_utterances(monk
     # A copy is its noisy audio alone: its transcript is its item's, trained on already.
     assert merged["features"].mask[12:].tolist() == [[False, False]] + [[True, False]] * 10
     with pytest.raises(ValueError, match="pass --augment none"):
-        datasets.noisy_audio_copies(training_split(paths[:4]), ("audio",), seed=3)
+        datasets.noisy_audio_copies(training_split(paths[:4]), seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_noisy_copies_are_encoded_in_batches_and_cached_like_audio_files(audio_m
     folder = tmp_path / "audio"
     folder.mkdir()
     paths = [shutil.copy(source, folder) for source in sorted(EMODB.rglob("*.flac"))[:8]]
-    rows, copies = datasets.noisy_audio_copies(training_split(paths), ("audio",), seed=0)
+    rows, copies = datasets.noisy_audio_copies(training_split(paths), seed=0)
     cache_dir = tmp_path / "cache"
     batches, embed = [], model.embed_modality
 
