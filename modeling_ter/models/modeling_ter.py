@@ -716,9 +716,14 @@ class TERForEmotionRecognition(TERPreTrainedModel):
         """Trusted CE of the fused opinion `alpha` `(batch, K)` plus that of each present modality
         (`modality_alpha` `(batch, M, K)`), averaged over the batch with `config.class_weights` of each sample's
         class (if set); `step` as `global_step` in `forward`."""
-        per_sample = self.trusted_ce(alpha, labels, step)
+        # One loss call over the fused and every modality's opinion (batch * (1 + M) rows): a training step is a few
+        # hundred small tensor operations, so their count, not their size, is its cost.
+        num_opinions = 1 + modality_alpha.shape[1]
+        opinions = torch.cat([alpha.unsqueeze(1), modality_alpha], 1).flatten(0, 1)
+        per_opinion = self.trusted_ce(opinions, labels.repeat_interleave(num_opinions), step).view(-1, num_opinions)
+        per_sample = per_opinion[:, 0]
         for index in range(modality_alpha.shape[1]):
-            per_sample = per_sample + self.trusted_ce(modality_alpha[:, index], labels, step) * present[:, index]
+            per_sample = per_sample + per_opinion[:, 1 + index] * present[:, index]
         if self.config.class_weights is not None:
             per_sample = per_sample * alpha.new_tensor(self.config.class_weights)[labels]
         return per_sample.mean()
