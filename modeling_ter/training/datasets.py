@@ -97,10 +97,10 @@ def get_dataloaders(args, splits, processor, modalities) -> tuple[DataLoader, Da
 
 
 def noisy_audio_copies(split: dict, seed: int) -> tuple[list[int], list[NoisyAudio]]:
-    """`(rows, copies)`: the training split's items with audio and a noisy copy of each, its SNR drawn from
-    `AUGMENT_SNR_DB` and its noise from `AUGMENT_NOISE_COLORS` (babble: `BABBLE_TALKERS` other training utterances).
-    Drawn from `seed` without reading any audio, so that every process draws the same copies; each copy is encoded
-    and cached like an audio file (`data.feature_cache.SynthesizedItem`)."""
+    """`(rows, copies)`: the training split's items with usable audio (by its features' mask) and a noisy copy of
+    each, its SNR drawn from `AUGMENT_SNR_DB` and its noise from `AUGMENT_NOISE_COLORS` (babble: `BABBLE_TALKERS`
+    other training utterances). Drawn from `seed` without reading any audio, so that every process draws the same
+    copies; each copy is encoded and cached like an audio file (`data.feature_cache.SynthesizedItem`)."""
     rng = np.random.default_rng(seed)
     features, paths = split["features"], split["items"]["audio"]
     column = features.modalities.index("audio")
@@ -123,32 +123,19 @@ def noisy_audio_copies(split: dict, seed: int) -> tuple[list[int], list[NoisyAud
     return rows, copies
 
 
-def with_noisy_copies(split: dict, rows: Sequence[int], copies: CachedFeatures) -> dict:
-    """The training split with the noisy copies of its items `rows` appended: their audio features `copies` (one
-    modality, `(len(rows), ...)`) and no other modality (a copy's transcript or face is its item's, trained on
-    already: repeating it would weigh the other heads towards the corpora with audio). A copy shares its item's
-    label, corpus and speaker (so its fold), and is marked in `is_copy`."""
-    features = split["features"]
-    # Placeholders where the copies have no modality (masked): not the items' rows, which would be read for nothing.
-    appended = {
-        m: copies.features["audio"] if m == "audio" else values.new_zeros((len(rows), *values.shape[1:]))
-        for m, values in features.features.items()
-    }
-    mask = torch.zeros(len(rows), len(features.modalities), dtype=torch.bool)
-    mask[:, features.modalities.index("audio")] = copies.mask[:, 0]
-    merged = CachedFeatures(
-        features.modalities,
-        {m: torch.cat([features.features[m], appended[m]]) for m in features.modalities},
-        torch.cat([features.mask, mask]),
-        features.failures,
-        features.num_encoded + copies.num_encoded,
-        features.num_cached + copies.num_cached,
-    )
+def with_noisy_copies(split: dict, rows: Sequence[int], copies: Sequence[NoisyAudio]) -> dict:
+    """The training split with the noisy copies of its items `rows` appended as items of their own: the copy as
+    audio and no other modality (a copy's transcript or face is its item's, trained on already: repeating it would
+    weigh the other heads towards the corpora with audio). A copy shares its item's label, corpus and speaker (so
+    its fold), and is marked in `is_copy`. Without features: those of the items and copies are computed together,
+    into one store (memory-mapped when large), not appended to the items' in memory."""
     return {
-        "items": {m: list(values) + [values[i] for i in rows] for m, values in split["items"].items()},
+        "items": {
+            m: list(values) + (list(copies) if m == "audio" else [None] * len(rows))
+            for m, values in split["items"].items()
+        },
         "labels": np.concatenate([split["labels"], split["labels"][rows]]),
         "corpora": list(split["corpora"]) + [split["corpora"][i] for i in rows],
         "speakers": list(split["speakers"]) + [split["speakers"][i] for i in rows],
         "is_copy": np.concatenate([split["is_copy"], np.ones(len(rows), dtype=bool)]),
-        "features": merged,
     }

@@ -266,9 +266,12 @@ def train(args: TERTrainingArguments) -> dict:
         for split in split_data:
             split["features"] = shared_features(accelerator, model, processor, split["items"], modalities, args)
         if "noise" in args.augmentations and "audio" in modalities:
-            rows, copies = noisy_audio_copies(split_data[0], args.seed)
-            copy_features = shared_features(accelerator, model, processor, {"audio": copies}, ("audio",), args)
-            split_data[0] = with_noisy_copies(split_data[0], rows, copy_features)
+            items = split_data[0]["features"]  # which items have usable audio to copy
+            split_data[0] = with_noisy_copies(split_data[0], *noisy_audio_copies(split_data[0], args.seed))
+            with_copies = shared_features(accelerator, model, processor, split_data[0]["items"], modalities, args)
+            with_copies.num_encoded += items.num_encoded  # the items' entries were written by the first pass
+            with_copies.num_cached -= items.num_encoded
+            split_data[0]["features"] = with_copies
         for split, name in zip(split_data, split_names):
             cached = split["features"]
             accelerator.print(

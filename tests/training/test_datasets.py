@@ -51,19 +51,14 @@ def test_noisy_copies_mix_white_pink_or_babble_of_other_training_utterances(monk
         if copy.noise == "babble":  # 4 other training utterances
             assert len(set(copy.talkers)) == datasets.BABBLE_TALKERS and copy.path not in copy.talkers
             assert set(copy.talkers) <= {paths[i] for i in rows}
-    split["features"] = CachedFeatures(
-        ("audio", "text"),
-        {"audio": torch.zeros(12, 1, 4), "text": torch.zeros(12, 1, 4)},
-        torch.ones(12, 2).bool(),
-    )
-    audio = CachedFeatures(("audio",), {"audio": torch.ones(len(rows), 1, 4)}, torch.ones(len(rows), 1).bool())
-    audio.mask[0] = False  # a copy the encoder could not use
-    merged = datasets.with_noisy_copies(split, rows, audio)
+    split["items"]["text"] = [f"utterance {i}" for i in range(12)]
+    merged = datasets.with_noisy_copies(split, rows, copies)
     assert merged["is_copy"].tolist() == [False] * 12 + [True] * 11
     assert merged["labels"].tolist() == (np.arange(12) % 3).tolist() + [i % 3 for i in rows]
-    assert torch.equal(merged["features"].features["audio"][12:], audio.features["audio"])
-    # A copy is its noisy audio alone: its transcript is its item's, trained on already.
-    assert merged["features"].mask[12:].tolist() == [[False, False]] + [[True, False]] * 10
+    assert merged["speakers"] == ["emodb_03"] * 23
+    # A copy is an item of its own: its noisy audio alone (its transcript is its item's, trained on already).
+    assert merged["items"]["audio"] == split["items"]["audio"] + copies
+    assert merged["items"]["text"] == split["items"]["text"] + [None] * 11
     with pytest.raises(ValueError, match="pass --augment none"):
         datasets.noisy_audio_copies(training_split(paths[:4]), seed=3)
 
@@ -107,3 +102,30 @@ def test_noisy_copies_are_encoded_in_batches_and_cached_like_audio_files(audio_m
     again = compute_features(model, processor, {"audio": copies}, ("audio",), cache_dir, False)
     assert again.num_encoded == sum(babble.talkers[0] in copy.sources for copy in copies) >= 2
     assert torch.equal(again.features["audio"], first.features["audio"])  # the same bytes: the same copies
+
+
+def test_items_and_their_noisy_copies_are_one_feature_store(audio_model, tmp_path):
+    # The copies' features were appended to the items' in memory, which read a memory-mapped corpus into RAM: now
+    # they are items of the split, and the split's features (packed and memory-mapped when large) hold both.
+    model, processor = audio_model
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    paths = [shutil.copy(source, folder) for source in sorted(EMODB.rglob("*.flac"))[:6]]
+    broken = folder / "broken.flac"
+    broken.write_bytes(b"not audio")
+    paths.insert(2, str(broken))
+    cache_dir = tmp_path / "cache"
+    split = training_split(paths)
+    split["features"] = compute_features(model, processor, split["items"], ("audio",), cache_dir, False)
+    rows, copies = datasets.noisy_audio_copies(split, seed=1)
+    assert rows == [0, 1, 3, 4, 5, 6] and not any(str(broken) in copy.sources for copy in copies)
+    items = datasets.with_noisy_copies(split, rows, copies)["items"]
+    in_memory = compute_features(model, processor, items, ("audio",), cache_dir, False, memory_map=False)
+    mapped = compute_features(model, processor, items, ("audio",), cache_dir, False, memory_map=True)
+    assert len(list(cache_dir.glob("audio/*/packed/*.npy"))) == 1  # one file for the items and their copies
+    assert torch.equal(mapped.features["audio"], in_memory.features["audio"])
+    assert torch.equal(mapped.mask, in_memory.mask) and mapped.mask[:, 0].tolist() == [i != 2 for i in range(13)]
+    assert torch.equal(mapped.features["audio"][:7], split["features"].features["audio"])
+    for copy, features in zip(copies, mapped.features["audio"][7:]):
+        alone = embed_item(model, processor, "audio", copy.load()["array"], sampling_rate=16000)
+        assert torch.allclose(features, alone, atol=1e-4)
