@@ -572,7 +572,7 @@ def main(argv=None) -> dict | None:
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
 
-    # One thread, as train.py uses for frozen-encoder work (see training.loop.set_single_thread_on_cpu).
+    # One thread, as train.py uses for frozen-encoder work by default (`modeling_ter.utils.threads`).
     torch.set_num_threads(1)
     start = time.perf_counter()
     results = Benchmark(args).run()

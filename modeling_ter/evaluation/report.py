@@ -37,6 +37,7 @@ from ..pipelines.trusted_emotion_recognition import (
 )
 from ..processing import TERProcessor
 from ..utils.io import write_json_atomic
+from ..utils.threads import single_thread_on_cpu
 from .predict import fused_predictions, model_opinions, windowed_audio_opinion
 
 logger = logging.getLogger(__name__)
@@ -253,8 +254,7 @@ def evaluate_checkpoint(
     pipeline scores it (`chunk_length_s`, `stride_length_s`, `window_fusion`, `silence_db` as the pipeline's).
     """
     rows, problems = read_manifest(manifest)
-    # One intra-op thread, as in training (see training.loop.set_single_thread_on_cpu).
-    torch.set_num_threads(1)
+    single_thread_on_cpu()  # as in training
     model = TERForEmotionRecognition.from_pretrained(model_dir).eval()
     processor = TERProcessor.from_pretrained(model_dir)
     rows, skipped = labelled_rows(rows, model.config.label2id)

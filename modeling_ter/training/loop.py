@@ -36,6 +36,7 @@ from ..evaluation.report import evaluation_report, new_speaker_interval, opinion
 from ..hub.model_card import TRAINING_DATA_FILE, build_model_card
 from ..models import EMOTION_LABELS, MODALITIES
 from ..utils.io import write_json_atomic
+from ..utils.threads import single_thread_on_cpu
 from .arguments import TERTrainingArguments
 from .calibration import select_held_out_threshold
 from .checkpointing import (
@@ -127,14 +128,6 @@ def check_arguments(args: TERTrainingArguments) -> tuple[DatasetDict, tuple[str,
             f"{list(available)})."
         )
     return splits, tuple(m for m in MODALITIES if m in requested), resume
-
-
-def set_single_thread_on_cpu(device: torch.device) -> None:
-    """One intra-op thread for frozen-encoder work on CPU: the heads are small matrices and the encoders small
-    batches, so threads cost more than they save, and far more on a busy machine (measured on 2 busy cores: Whisper
-    tiny on a 2 s clip 0.92 s with 2 threads vs 0.06 s with one; a head step of batch 16 0.34 s vs 0.02 s)."""
-    if device.type == "cpu":
-        torch.set_num_threads(1)
 
 
 def validate(model, dataloader, accelerator, args, num_labels: int) -> dict:
@@ -262,7 +255,7 @@ def train(args: TERTrainingArguments) -> dict:
     processor = build_default_processor(modalities)
 
     if args.finetune == "none":
-        set_single_thread_on_cpu(accelerator.device)
+        single_thread_on_cpu(accelerator.device)
         for split in split_data:
             split["features"] = shared_features(accelerator, model, processor, split["items"], modalities, args)
         if "noise" in args.augmentations and "audio" in modalities:

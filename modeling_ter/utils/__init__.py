@@ -1,1 +1,1 @@
-"""Small shared helpers: atomic file writes and the cache folder."""
+"""Small shared helpers: atomic file writes, the cache folder and the CPU thread policy."""
