@@ -183,10 +183,10 @@ def build_model(args, modalities: Sequence[str], id2label: dict[int, str], annea
     return model
 
 
-def shared_features(accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args):
-    """`compute_features` of `items` with the encoding shared out: each process encodes its share of the batches
-    the cache lacks (the batches one process would form, so the cached features do not depend on the number of
-    processes, see `encode_missing`); then, after all have finished, every process reads them all."""
+def shared_encoding(accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args) -> int:
+    """`encode_missing` of `items` shared out: each process encodes its share of the batches the cache lacks (the
+    batches one process would form, so the cached features do not depend on the number of processes); returns, once
+    all have finished, how many (item, modality) pairs they encoded together."""
     encoded = encode_missing(
         model,
         processor,
@@ -199,7 +199,13 @@ def shared_features(accelerator: Accelerator, model, processor, items, modalitie
         show_progress=accelerator.is_local_main_process,
     )
     accelerator.wait_for_everyone()
-    encoded = int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
+    return int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
+
+
+def shared_features(accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args, encoded=0):
+    """`compute_features` of `items` after their `shared_encoding`: every process reads them all. `encoded`: pairs of
+    these items encoded before (by an earlier `shared_encoding`), counted as encoded in the returned features."""
+    encoded += shared_encoding(accelerator, model, processor, items, modalities, args)
     features = compute_features(model, processor, items, modalities, args.cache_dir, False)
     encoded = min(encoded, features.num_cached)  # two that took over a stale claim both encoded it
     features.num_encoded, features.num_cached = encoded, features.num_cached - encoded
@@ -259,12 +265,15 @@ def train(args: TERTrainingArguments) -> dict:
         for split in split_data:
             split["features"] = shared_features(accelerator, model, processor, split["items"], modalities, args)
         if "noise" in args.augmentations and "audio" in modalities:
-            items = split_data[0]["features"]  # which items have usable audio to copy
-            split_data[0] = with_noisy_copies(split_data[0], *noisy_audio_copies(split_data[0], args.seed))
-            with_copies = shared_features(accelerator, model, processor, split_data[0]["items"], modalities, args)
-            with_copies.num_encoded += items.num_encoded  # the items' entries were written by the first pass
-            with_copies.num_cached -= items.num_encoded
-            split_data[0]["features"] = with_copies
+            # The copies of the items with usable audio, encoded alone first (batches of copies, not copies between
+            # items already cached), then read with the items: one store.
+            rows, copies = noisy_audio_copies(split_data[0], args.seed)
+            encoded = split_data[0]["features"].num_encoded
+            encoded += shared_encoding(accelerator, model, processor, {"audio": copies}, ("audio",), args)
+            split_data[0] = with_noisy_copies(split_data[0], rows, copies)
+            split_data[0]["features"] = shared_features(
+                accelerator, model, processor, split_data[0]["items"], modalities, args, encoded
+            )
         for split, name in zip(split_data, split_names):
             cached = split["features"]
             accelerator.print(
