@@ -202,7 +202,9 @@ def shared_encoding(accelerator: Accelerator, model, processor, items, modalitie
     return int(accelerator.reduce(torch.tensor(encoded, device=accelerator.device), "sum"))
 
 
-def shared_features(accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args, encoded=0):
+def shared_features(
+    accelerator: Accelerator, model, processor, items, modalities: Sequence[str], args, encoded: int = 0
+):
     """`compute_features` of `items` after their `shared_encoding`: every process reads them all. `encoded`: pairs of
     these items encoded before (by an earlier `shared_encoding`), counted as encoded in the returned features."""
     encoded += shared_encoding(accelerator, model, processor, items, modalities, args)
